@@ -1,0 +1,20 @@
+# Writes the C++ block between the markers "<!-- readme-example:begin -->" and
+# "<!-- readme-example:end -->" of README.md to OUT, so the tests compile exactly what the README
+# shows. Usage: cmake -DREADME=... -DOUT=... -P extract_readme_example.cmake
+file(READ "${README}" text)
+string(FIND "${text}" "<!-- readme-example:begin -->" begin)
+string(FIND "${text}" "<!-- readme-example:end -->" end)
+if(begin EQUAL -1 OR end EQUAL -1 OR end LESS begin)
+  message(FATAL_ERROR "README.md has no readme-example markers around its C++ example")
+endif()
+string(SUBSTRING "${text}" ${begin} ${end}-${begin} block)
+string(FIND "${block}" "```cpp\n" fence)
+if(fence EQUAL -1)
+  message(FATAL_ERROR "README.md: no ```cpp fence between the readme-example markers")
+endif()
+math(EXPR code_start "${fence} + 7")
+string(SUBSTRING "${block}" ${code_start} -1 code)
+string(FIND "${code}" "```" close)
+string(SUBSTRING "${code}" 0 ${close} code)
+file(WRITE "${OUT}.tmp" "// Generated from README.md by cmake/extract_readme_example.cmake. Do not edit.\n${code}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,85 @@
+// src/api/attention.cpp: the public entry points and the one dispatch function.
+//
+// binding -> API (validate, fill Params) -> dispatch (this file) -> backend launch -> kernel.
+#include "sageattn/attention.h"
+
+#include "api/gpu_backend.h"
+#include "api/validate.h"
+#include "common/check.h"
+#include "cpu/backend.h"
+
+#ifndef SAGEATTN_VERSION_STRING
+#error "SAGEATTN_VERSION_STRING must be defined by the build"
+#endif
+
+namespace sageattn {
+namespace {
+
+std::size_t workspace_size(const detail::AttentionParams& p) {
+  // The CPU backend keeps its scratch in private heap buffers and needs no workspace.
+  return p.backend == Backend::kCpu ? 0 : detail::gpu_workspace_size(p);
+}
+
+// The one dispatch point from resolved params to a backend.
+void dispatch(const detail::AttentionParams& p, Workspace workspace, Stream stream) {
+  const std::size_t need = workspace_size(p);
+  if (workspace.data != nullptr)
+    SAGEATTN_CHECK(workspace.bytes >= need, "workspace has ", workspace.bytes,
+                   " bytes but this call needs ", need);
+  switch (p.backend) {
+    case Backend::kCpu: cpu::run_attention(p); return;
+    case Backend::kSm80:
+    case Backend::kSm90: detail::run_gpu_attention(p, workspace, stream); return;
+    case Backend::kAuto: break;
+  }
+  throw Error(ErrorCode::kInternal, "dispatch: backend was not resolved");
+}
+
+}  // namespace
+
+void attention(const TensorView& q, const TensorView& k, const TensorView& v,
+               const TensorView& out, const AttentionOptions& options, const TensorView& lse,
+               Workspace workspace, Stream stream) {
+  dispatch(detail::make_dense_params(q, k, v, out, lse, options), workspace, stream);
+}
+
+std::size_t attention_workspace_size(const TensorView& q, const TensorView& k,
+                                     const TensorView& v, const AttentionOptions& options) {
+  // Validation needs an output: describe one shaped like q (it is never written).
+  return workspace_size(detail::make_dense_params(q, k, v, q, {}, options));
+}
+
+void attention_varlen(const VarlenArgs& args, const AttentionOptions& options,
+                      Workspace workspace, Stream stream) {
+  dispatch(detail::make_varlen_params(args, options), workspace, stream);
+}
+
+std::size_t attention_varlen_workspace_size(const VarlenArgs& args,
+                                            const AttentionOptions& options) {
+  return workspace_size(detail::make_varlen_params(args, options));
+}
+
+bool gpu_available() noexcept {
+  const int count = detail::gpu_device_count();
+  for (int d = 0; d < count; ++d) {
+    try {
+      const int cc = detail::gpu_compute_capability(d);
+      if (detail::gpu_backend_supports(Backend::kSm80, cc) ||
+          detail::gpu_backend_supports(Backend::kSm90, cc))
+        return true;
+    } catch (const Error&) {
+    }
+  }
+  return false;
+}
+
+PvMode resolve_pv_mode(PvMode requested, int device) {
+  if (requested != PvMode::kAuto) return requested;
+  if (device == kHostDevice) return PvMode::kFp8;
+  // fp8 MMA exists from sm89 (Ada) on; Ampere gets the fp16 mode.
+  return detail::gpu_compute_capability(device) >= 89 ? PvMode::kFp8 : PvMode::kFp16;
+}
+
+const char* version() noexcept { return SAGEATTN_VERSION_STRING; }
+
+}  // namespace sageattn

@@ -1,0 +1,28 @@
+// src/api/gpu_backend.h: the seam between the host-only API layer and the CUDA backends.
+//
+// The CPU-only library (sageattn_cpu) links src/api/gpu_stub.cpp, which reports no GPU; the CUDA
+// library (sageattn) links src/api/gpu_backend.cu. Nothing in this header needs CUDA.
+#pragma once
+
+#include "api/params.h"
+#include "sageattn/attention.h"
+
+namespace sageattn::detail {
+
+// Number of CUDA devices visible (0 when none, when the driver is missing, or in a CPU build).
+int gpu_device_count() noexcept;
+
+// Compute capability of `device` as major * 10 + minor (e.g. 90). Throws Error on failure.
+int gpu_compute_capability(int device);
+
+// Whether this build has attention kernels for `backend` (kSm80 / kSm90) that can run on a device
+// of compute capability `cc`.
+bool gpu_backend_supports(Backend backend, int cc) noexcept;
+
+// Runs validated params on the GPU backend named in params.backend.
+void run_gpu_attention(const AttentionParams& params, Workspace workspace, Stream stream);
+
+// Workspace bytes the GPU backend needs for params.
+std::size_t gpu_workspace_size(const AttentionParams& params);
+
+}  // namespace sageattn::detail

@@ -1,0 +1,168 @@
+// src/common/numerics.h: bit-exact software conversions of the numeric contract.
+//
+// fp8 e4m3 ("fn": no inf, NaN = S.1111.111, max 448), fp16 and bf16 encode/decode with
+// round-to-nearest-even, and the symmetric int8 quantizer. These are the CPU reference's
+// definitions of the formats; tests/cpu/test_numerics.cpp proves them equal to CUDA's own
+// conversions (cuda_fp8.h / cuda_fp16.h / cuda_bf16.h) on every fp32 input, and
+// tests/gpu/ to the hardware cvt instructions. Usable from host and device code; no state.
+//
+// Invariants: no undefined behaviour for any input (NaN, inf, subnormals included); every
+// function is a pure function of its argument's bits.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define SAGEATTN_HD __host__ __device__ __forceinline__
+#else
+#define SAGEATTN_HD inline
+#endif
+
+namespace sageattn::num {
+
+SAGEATTN_HD uint32_t float_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+SAGEATTN_HD float bits_float(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// Round the fp32 bit pattern `u` (magnitude only, sign cleared) right by `shift` bits with
+// round-to-nearest, ties to even. shift in [1, 31].
+SAGEATTN_HD uint32_t rne_shift(uint32_t u, int shift) {
+  const uint32_t half = 1u << (shift - 1);
+  const uint32_t rest = u & ((1u << shift) - 1u);
+  uint32_t q = u >> shift;
+  if (rest > half || (rest == half && (q & 1u))) ++q;
+  return q;
+}
+
+// ---------------------------------------------------------------- fp8 e4m3 (satfinite)
+inline constexpr uint8_t kFp8E4M3NaN = 0x7F;
+
+// fp32 -> e4m3, round-to-nearest-even, saturating: |x| beyond 448 (inf included) -> +-448,
+// NaN -> 0x7F. Matches cvt.rn.satfinite.e4m3x2.f32 and __nv_cvt_float_to_fp8(x, __NV_SATFINITE,
+// __NV_E4M3).
+SAGEATTN_HD uint8_t fp8e4m3_from_float(float x) {
+  const uint32_t u = float_bits(x);
+  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
+  const uint32_t mag = u & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return kFp8E4M3NaN;
+  // e4m3: bias 7, 3 mantissa bits, normal exponents 1..15, subnormal step 2^-9.
+  const int exp = static_cast<int>(mag >> 23);  // biased fp32 exponent
+  uint32_t code;
+  if (exp >= 127 - 6) {
+    // Result normal in e4m3 (before rounding): keep 3 of 23 mantissa bits.
+    const uint32_t m = rne_shift(mag & 0x7FFFFFu, 20);  // may carry into 8
+    uint32_t e8 = static_cast<uint32_t>(exp - 127 + 7);
+    uint32_t m8 = m;
+    if (m8 == 8u) {
+      m8 = 0;
+      ++e8;
+    }
+    code = (e8 << 3) | m8;
+    if (e8 > 15u || code > 0x7Eu) code = 0x7E;  // satfinite: 448 = 0.1111.110
+  } else {
+    // Subnormal (or zero) in e4m3: value = m * 2^-9, m in 0..8 (8 rounds up to min normal).
+    if (exp < 127 - 6 - 4) {
+      // |x| < 2^-10: rounds to 0 unless exactly... 2^-10 is the half step; below it -> 0.
+      // exp <= 116 means |x| < 2^-10, strictly below the tie point.
+      code = 0;
+    } else {
+      const uint32_t full = (mag & 0x7FFFFFu) | 0x800000u;  // 24-bit significand
+      // value = full * 2^(exp-150); in units of 2^-9: full * 2^(exp-141)
+      const int shift = 141 - exp;  // in [21, 24]
+      code = rne_shift(full, shift);  // 0..8; 8 == min normal 0.0001.000
+    }
+  }
+  return static_cast<uint8_t>(sign | code);
+}
+
+// e4m3 -> fp32 (exact). 0x7F / 0xFF decode to NaN.
+SAGEATTN_HD float fp8e4m3_to_float(uint8_t c) {
+  const uint32_t sign = static_cast<uint32_t>(c & 0x80u) << 24;
+  const uint32_t e = (c >> 3) & 0xFu;
+  const uint32_t m = c & 0x7u;
+  if (e == 15u && m == 7u) return bits_float(sign | 0x7FC00000u);
+  if (e == 0) {
+    // m * 2^-9, exact in fp32
+    const float v = static_cast<float>(m) * (1.0f / 512.0f);
+    return sign ? -v : v;
+  }
+  return bits_float(sign | ((e - 7u + 127u) << 23) | (m << 20));
+}
+
+// ---------------------------------------------------------------- fp16
+// fp32 -> binary16, round-to-nearest-even; overflow -> inf; NaN -> canonical NaN 0x7FFF.
+// Matches __float2half_rn.
+SAGEATTN_HD uint16_t fp16_from_float(float x) {
+  const uint32_t u = float_bits(x);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t mag = u & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return 0x7FFFu;  // canonical NaN
+  if (mag == 0x7F800000u) return static_cast<uint16_t>(sign | 0x7C00u);
+  const int exp = static_cast<int>(mag >> 23);
+  uint32_t h;
+  if (exp >= 127 - 14) {
+    const uint32_t m = rne_shift(mag & 0x7FFFFFu, 13);  // 0..1024
+    uint32_t e16 = static_cast<uint32_t>(exp - 127 + 15);
+    h = (e16 << 10) + m;  // a mantissa carry rolls into the exponent
+    if (h >= 0x7C00u) h = 0x7C00u;  // overflow -> inf
+  } else if (exp < 127 - 14 - 11) {
+    h = 0;  // below half the smallest subnormal 2^-24
+  } else {
+    const uint32_t full = (mag & 0x7FFFFFu) | 0x800000u;
+    // value in units of 2^-24: full * 2^(exp-150+24) = full * 2^(exp-126)
+    const int shift = 126 - exp;  // in [14, 24]
+    h = rne_shift(full, shift);
+  }
+  return static_cast<uint16_t>(sign | h);
+}
+
+SAGEATTN_HD float fp16_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t e = (h >> 10) & 0x1Fu;
+  const uint32_t m = h & 0x3FFu;
+  if (e == 0x1Fu) return bits_float(sign | 0x7F800000u | (m << 13));
+  if (e == 0) {
+    const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24, exact
+    return sign ? -v : v;
+  }
+  return bits_float(sign | ((e - 15u + 127u) << 23) | (m << 13));
+}
+
+// ---------------------------------------------------------------- bf16
+// fp32 -> bfloat16, round-to-nearest-even; NaN -> canonical NaN 0x7FFF. Matches
+// __float2bfloat16_rn.
+SAGEATTN_HD uint16_t bf16_from_float(float x) {
+  const uint32_t u = float_bits(x);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return 0x7FFFu;  // canonical NaN
+  const uint32_t rest = u & 0xFFFFu;
+  uint32_t hi = u >> 16;
+  if (rest > 0x8000u || (rest == 0x8000u && (hi & 1u))) ++hi;  // may roll to inf: correct
+  return static_cast<uint16_t>(hi);
+}
+
+SAGEATTN_HD float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+
+// ---------------------------------------------------------------- int8
+// Symmetric int8 code of x * inv_scale: round-to-nearest-even, clamped to [-127, 127]. NaN -> 0
+// (defined behaviour; NaN inputs are reported elsewhere). Matches
+// __float2int_rn(x * inv_scale) followed by a clamp.
+SAGEATTN_HD int8_t int8_quantize(float x, float inv_scale) {
+  const float y = x * inv_scale;
+  if (!(y == y)) return 0;
+  if (y >= 127.0f) return 127;
+  if (y <= -127.0f) return -127;
+  // |y| < 127: round half to even through the fp32 magic-number trick (exact for |y| < 2^22).
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  const float r = (y + magic) - magic;
+  return static_cast<int8_t>(static_cast<int>(r));
+}
+
+}  // namespace sageattn::num

@@ -22,14 +22,22 @@
 namespace sageattn::num {
 
 SAGEATTN_HD uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   return u;
+#endif
 }
 SAGEATTN_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float x;
   std::memcpy(&x, &u, sizeof x);
   return x;
+#endif
 }
 
 // Round the fp32 bit pattern `u` (magnitude only, sign cleared) right by `shift` bits with

@@ -25,7 +25,9 @@ using Stream = void*;
 struct AttentionOptions {
   Layout layout = Layout::kHND;                // dense calls only; varlen is always [total, H, D]
   MaskMode mask = MaskMode::kNone;
-  std::optional<float> scale;                  // softmax scale; default 1 / sqrt(head_dim)
+  // Softmax scale, any finite value whose scale * log2(e) fits fp32. Default: 1 / sqrt(head_dim)
+  // computed in double and rounded to float (may differ by one ulp from 1.0f / sqrtf(d)).
+  std::optional<float> scale;
   PvMode pv_mode = PvMode::kAuto;
   Granularity granularity = Granularity::kPerWarp;
   Smoothing smooth_k = Smoothing::kOn;         // strongly recommended: see docs/NUMERICS.md
@@ -45,8 +47,8 @@ struct Workspace {
 //   q   : [B, Hq,  Nq, D] (HND) or [B, Nq, Hq,  D] (NHD), f16 or bf16, unit stride on D
 //   k, v: [B, Hkv, Nk, D] (HND) or [B, Nk, Hkv, D] (NHD), same dtype as q; Hq % Hkv == 0
 //   out : same shape and dtype as q (any strides with unit stride on D)
-//   lse : optional (an empty TensorView() means "not wanted"): f32 [B, Hq, Nq], natural-log
-//         log-sum-exp of the scaled logits; -inf for a fully masked row
+//   lse : optional (an empty TensorView() means "not wanted"): f32 [B, Hq, Nq], any strides;
+//         natural-log log-sum-exp of the scaled logits; -inf for a fully masked row
 // Lengths may be 0. D must be a multiple of 8 in [8, 256].
 void attention(const TensorView& q, const TensorView& k, const TensorView& v,
                const TensorView& out, const AttentionOptions& options = {},
@@ -67,7 +69,7 @@ struct VarlenArgs {
   int64_t max_seqlen_q = 0; // >= every query length
   int64_t max_seqlen_k = 0; // >= every key length
   TensorView out;           // [total_q, Hq, D], dtype of q
-  TensorView lse;           // optional f32 [Hq, total_q]
+  TensorView lse;           // optional f32 [Hq, total_q], any strides
 };
 // `options.layout` is ignored (packed tensors have one layout). On the GPU the contents of
 // cu_seqlens cannot be checked without a host sync and are trusted; on the host they are checked.

@@ -10,6 +10,8 @@
 
 namespace sageattn::detail {
 
+bool gpu_backend_compiled() noexcept { return true; }
+
 int gpu_device_count() noexcept {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {

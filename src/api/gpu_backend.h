@@ -9,6 +9,9 @@
 
 namespace sageattn::detail {
 
+// Whether this library was built with CUDA (sageattn) or without (sageattn_cpu).
+bool gpu_backend_compiled() noexcept;
+
 // Number of CUDA devices visible (0 when none, when the driver is missing, or in a CPU build).
 int gpu_device_count() noexcept;
 

@@ -5,6 +5,8 @@
 
 namespace sageattn::detail {
 
+bool gpu_backend_compiled() noexcept { return false; }
+
 int gpu_device_count() noexcept { return 0; }
 
 int gpu_compute_capability(int device) {

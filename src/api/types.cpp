@@ -107,8 +107,10 @@ TensorView make_contiguous_view(void* data, DType dtype, std::initializer_list<i
   for (int64_t s : shape) t.shape[i++] = s;
   int64_t stride = 1;
   for (int d = t.ndim - 1; d >= 0; --d) {
+    SAGEATTN_CHECK(t.shape[d] >= 0, "make_contiguous_view: negative size ", t.shape[d], " in dim ", d);
     t.stride[d] = stride;
-    stride *= t.shape[d];
+    SAGEATTN_CHECK(!__builtin_mul_overflow(stride, t.shape[d], &stride),
+                   "make_contiguous_view: the shape's element count overflows int64");
   }
   return t;
 }

@@ -22,6 +22,12 @@ std::string shape_str(const TensorView& t) {
 
 bool is_given(const TensorView& t) { return t.data != nullptr || t.ndim != 0; }
 
+// A dtype's name, or its raw value when it is not a DType at all.
+std::string dtype_name(DType d) {
+  const std::string name = to_string(d);
+  return name == "invalid_dtype" ? concat("invalid dtype value ", static_cast<int>(d)) : name;
+}
+
 template <typename E>
 void check_enum(E value, E last, const char* name) {
   const int v = static_cast<int>(value);
@@ -37,18 +43,26 @@ void check_options(const AttentionOptions& o) {
   check_enum(o.smooth_k, Smoothing::kOn, "smooth_k");
   check_enum(o.smooth_v, Smoothing::kOn, "smooth_v");
   check_enum(o.backend, Backend::kSm90, "backend");
-  if (o.scale) SAGEATTN_CHECK(std::isfinite(*o.scale), "options.scale must be finite, got ", *o.scale);
+  if (o.scale) {
+    SAGEATTN_CHECK(std::isfinite(*o.scale), "options.scale must be finite, got ", *o.scale);
+    // The kernels fold scale * log2(e) into fp32 dequantization factors.
+    SAGEATTN_CHECK(std::isfinite(static_cast<float>(static_cast<double>(*o.scale) * kLog2e)),
+                   "options.scale=", *o.scale, " is too large: scale * log2(e) overflows fp32");
+  }
 }
 
-// Common checks of one tensor argument: rank, non-negative shape, data present, unit stride on
-// the last dim.
-void check_tensor(const TensorView& t, const char* name, int ndim) {
+// Common checks of one tensor argument: rank, non-negative shape whose element count fits in
+// int64, data present, unit stride on the last dim (unless `unit_last` is false).
+void check_tensor(const TensorView& t, const char* name, int ndim, bool unit_last = true) {
   SAGEATTN_CHECK(t.ndim == ndim, name, " must have ", ndim, " dims, got ndim=", t.ndim);
-  for (int i = 0; i < ndim; ++i)
+  int64_t count = 1;
+  for (int i = 0; i < ndim; ++i) {
     SAGEATTN_CHECK(t.shape[i] >= 0, name, " has a negative size ", t.shape[i], " in dim ", i);
-  SAGEATTN_CHECK(t.numel() == 0 || t.data != nullptr, name, " has null data but shape ",
-                 shape_str(t));
-  if (t.shape[ndim - 1] > 1)
+    SAGEATTN_CHECK(!__builtin_mul_overflow(count, t.shape[i], &count), name, " shape ",
+                   shape_str(t), " has more elements than int64 can count");
+  }
+  SAGEATTN_CHECK(count == 0 || t.data != nullptr, name, " has null data but shape ", shape_str(t));
+  if (unit_last && t.shape[ndim - 1] > 1)
     SAGEATTN_CHECK(t.stride[ndim - 1] == 1, name, " must have unit stride on its last dim, got ",
                    t.stride[ndim - 1]);
 }
@@ -56,13 +70,13 @@ void check_tensor(const TensorView& t, const char* name, int ndim) {
 void check_qkv_dtypes(const TensorView& q, const TensorView& k, const TensorView& v,
                       const TensorView& out) {
   SAGEATTN_CHECK(q.dtype == DType::kF16 || q.dtype == DType::kBF16,
-                 "q dtype must be f16 or bf16, got ", to_string(q.dtype));
-  SAGEATTN_CHECK(k.dtype == q.dtype, "k dtype ", to_string(k.dtype), " does not match q dtype ",
-                 to_string(q.dtype));
-  SAGEATTN_CHECK(v.dtype == q.dtype, "v dtype ", to_string(v.dtype), " does not match q dtype ",
-                 to_string(q.dtype));
-  SAGEATTN_CHECK(out.dtype == q.dtype, "out dtype ", to_string(out.dtype),
-                 " does not match q dtype ", to_string(q.dtype));
+                 "q dtype must be f16 or bf16, got ", dtype_name(q.dtype));
+  SAGEATTN_CHECK(k.dtype == q.dtype, "k dtype ", dtype_name(k.dtype), " does not match q dtype ",
+                 dtype_name(q.dtype));
+  SAGEATTN_CHECK(v.dtype == q.dtype, "v dtype ", dtype_name(v.dtype), " does not match q dtype ",
+                 dtype_name(q.dtype));
+  SAGEATTN_CHECK(out.dtype == q.dtype, "out dtype ", dtype_name(out.dtype),
+                 " does not match q dtype ", dtype_name(q.dtype));
 }
 
 void check_devices(const TensorView& q, std::initializer_list<std::pair<const TensorView*, const char*>> others) {
@@ -99,7 +113,9 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
                    "are on device ", p.device);
     const int count = gpu_device_count();
     SAGEATTN_CHECK_CODE(p.device < count, ErrorCode::kUnsupported, "tensors are on device ",
-                        p.device, " but ", count, " CUDA device(s) are usable by this build");
+                        p.device, " but ", count, " CUDA device(s) are usable by this build",
+                        gpu_backend_compiled() ? "" : " (the CPU-only library sageattn_cpu: link "
+                                                      "sageattn for the GPU backends)");
     const int cc = gpu_compute_capability(p.device);
     Backend b = o.backend;
     if (b == Backend::kAuto)
@@ -158,8 +174,8 @@ AttentionParams make_dense_params(const TensorView& q, const TensorView& k, cons
                    " does not match q shape ", shape_str(q));
 
   if (is_given(lse)) {
-    check_tensor(lse, "lse", 3);
-    SAGEATTN_CHECK(lse.dtype == DType::kF32, "lse dtype must be f32, got ", to_string(lse.dtype));
+    check_tensor(lse, "lse", 3, /*unit_last=*/false);
+    SAGEATTN_CHECK(lse.dtype == DType::kF32, "lse dtype must be f32, got ", dtype_name(lse.dtype));
     SAGEATTN_CHECK(lse.shape[0] == p.batch && lse.shape[1] == p.heads_q && lse.shape[2] == p.seqlen_q,
                    "lse shape ", shape_str(lse), " must be [batch, heads_q, seqlen_q] = [", p.batch,
                    ", ", p.heads_q, ", ", p.seqlen_q, "]");
@@ -201,10 +217,8 @@ void check_cu_seqlens_values(const int32_t* cu, int64_t batch, int64_t total, in
 
 void check_cu_tensor(const TensorView& cu, const TensorView& q, const char* name) {
   check_tensor(cu, name, 1);
-  SAGEATTN_CHECK(cu.dtype == DType::kI32, name, " dtype must be i32, got ", to_string(cu.dtype));
+  SAGEATTN_CHECK(cu.dtype == DType::kI32, name, " dtype must be i32, got ", dtype_name(cu.dtype));
   SAGEATTN_CHECK(cu.shape[0] >= 1, name, " must have batch + 1 >= 1 entries, got ", cu.shape[0]);
-  SAGEATTN_CHECK(cu.shape[0] <= 1 || cu.stride[0] == 1, name, " must be contiguous, got stride ",
-                 cu.stride[0]);
   SAGEATTN_CHECK(cu.device == q.device, name, " is on device ", cu.device, " but q is on device ",
                  q.device, " (-1 = host)");
 }
@@ -255,9 +269,9 @@ AttentionParams make_varlen_params(const VarlenArgs& a, const AttentionOptions& 
   }
 
   if (is_given(a.lse)) {
-    check_tensor(a.lse, "lse", 2);
+    check_tensor(a.lse, "lse", 2, /*unit_last=*/false);
     SAGEATTN_CHECK(a.lse.dtype == DType::kF32, "lse dtype must be f32, got ",
-                   to_string(a.lse.dtype));
+                   dtype_name(a.lse.dtype));
     SAGEATTN_CHECK(a.lse.shape[0] == p.heads_q && a.lse.shape[1] == a.q.shape[0], "lse shape ",
                    shape_str(a.lse), " must be [heads_q, total_q] = [", p.heads_q, ", ",
                    a.q.shape[0], "]");

@@ -163,13 +163,21 @@ SAGEATTN_HD float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint
 // (defined behaviour; NaN inputs are reported elsewhere). Matches
 // __float2int_rn(x * inv_scale) followed by a clamp.
 SAGEATTN_HD int8_t int8_quantize(float x, float inv_scale) {
-  const float y = x * inv_scale;
+#if defined(__CUDA_ARCH__)
+  const float y = __fmul_rn(x, inv_scale);  // never fused with the rounding add below
+#else
+  const float y = x * inv_scale;  // host: built with -ffp-contract=off
+#endif
   if (!(y == y)) return 0;
   if (y >= 127.0f) return 127;
   if (y <= -127.0f) return -127;
   // |y| < 127: round half to even through the fp32 magic-number trick (exact for |y| < 2^22).
   const float magic = 12582912.0f;  // 1.5 * 2^23
+#if defined(__CUDA_ARCH__)
+  const float r = __fsub_rn(__fadd_rn(y, magic), magic);
+#else
   const float r = (y + magic) - magic;
+#endif
   return static_cast<int8_t>(static_cast<int>(r));
 }
 

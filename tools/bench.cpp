@@ -7,8 +7,10 @@
 // tensors, take the median wall time, and compare the output with the reference. The output
 // buffer starts as NaN and the last run's output is compared, so an unwritten element cannot pass.
 //
-// The GPU run path arrives with the GPU kernels: until then --device gpu is an error that says
-// why, and auto uses the CPU backend and prints why.
+// On the GPU (CUDA builds, a device and kernels present; tools/gpu_run.h) inputs are uploaded
+// once, the timing uses CUDA events on a non-default stream (end to end, and kernel-only beside
+// it), and accuracy is measured on the first query heads against exact float64 attention.
+// --device auto uses the GPU when it can and otherwise prints why it runs on the CPU.
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -17,6 +19,7 @@
 #include "cpu/inputs.h"
 #if defined(SAGEATTN_CLI_WITH_CUDA)
 #include "api/gpu_backend.h"  // detail::gpu_device_count(), for the "why not the GPU" line
+#include "gpu_run.h"
 #endif
 
 namespace sageattn::cli {
@@ -37,6 +40,9 @@ constexpr int64_t kDefaultHeadDim = 128;
 const char* const kCsvHeader =
     "impl,mode,hd,causal,seqlen,batch,heads,e2e_tflops,kernel_tflops,cos,rel_l1";
 const char* const kCsvImplCpu = "sageattn-cpu";
+const char* const kCsvImplGpu = "sageattn";  // automatic dispatch: what users get
+// Query heads of batch 0 whose output is checked against float64 attention on the GPU path.
+constexpr int64_t kGpuCheckedHeads = 4;
 
 enum class Device { kAuto, kCpu, kGpu };
 
@@ -84,7 +90,8 @@ CommandSpec bench_spec() {
                  "and k x10, v += 3*N(0,1) per channel.\n"
                  "CSV columns: ") +
              kCsvHeader +
-             "\n(impl sageattn-cpu on the CPU; kernel_tflops empty). docs/CLI.md has the details.";
+             "\n(impl sageattn-cpu on the CPU with kernel_tflops empty; impl sageattn on the GPU).\n"
+             "docs/CLI.md has the details.";
   return s;
 }
 
@@ -102,7 +109,7 @@ std::string no_gpu_reason() {
 
 struct CsvRow {
   std::string mode;
-  double tflops = 0.0, cos = 0.0, rel_l1 = 0.0;
+  double tflops = 0.0, kernel_tflops = 0.0, cos = 0.0, rel_l1 = 0.0;
 };
 
 // Checks, before anything runs, that FILE can be appended to and that an existing FILE has
@@ -126,25 +133,37 @@ bool check_csv(const std::string& path) {
   return false;
 }
 
-void write_csv(const std::string& path, bool header, const Problem& p,
+void write_csv(const std::string& path, bool header, const Problem& p, bool gpu,
                const std::vector<CsvRow>& rows) {
   std::ofstream out(path, std::ios::app);
   if (header) out << kCsvHeader << "\n";
   for (const CsvRow& r : rows)
-    out << kCsvImplCpu << "," << r.mode << "," << p.head_dim << ","
+    out << (gpu ? kCsvImplGpu : kCsvImplCpu) << "," << r.mode << "," << p.head_dim << ","
         << (p.mask == MaskMode::kCausal ? 1 : 0) << "," << p.seqlen_q << "," << p.batch << ","
-        << p.heads_q << "," << format("%.6g", r.tflops) << ",," << format("%.8f", r.cos) << ","
-        << format("%.6g", r.rel_l1) << "\n";
+        << p.heads_q << "," << format("%.6g", r.tflops) << ","
+        << (r.kernel_tflops > 0 ? format("%.6g", r.kernel_tflops) : std::string()) << ","
+        << format("%.8f", r.cos) << "," << format("%.6g", r.rel_l1) << "\n";
   out.flush();
   if (!out) throw Error(ErrorCode::kIoError, "--csv '" + path + "': write failed");
 }
 
 const char* const kRowFormat = "%-12s %10s %10s %10s %10s %12s %10s\n";
+const char* const kGpuRowFormat = "%-12s %10s %10s %10s %10s %10s %10s %10s %10s\n";
 
-void print_table_header() {
-  std::cout << format(kRowFormat, "mode", "cos", "rel_l1", "rmse", "max_abs", "median_ms",
-                      "GFLOPS");
+void print_table_header(bool gpu) {
+  if (gpu)
+    std::cout << format(kGpuRowFormat, "mode", "cos", "rel_l1", "rmse", "max_abs", "e2e_ms",
+                        "e2e_TFLOPS", "kernel_ms", "kern_TFLOPS");
+  else
+    std::cout << format(kRowFormat, "mode", "cos", "rel_l1", "rmse", "max_abs", "median_ms",
+                        "GFLOPS");
 }
+
+#if defined(SAGEATTN_CLI_WITH_CUDA)
+std::string tflops(const Problem& p, double ms) {
+  return ms > 0.0 ? format("%.1f", p.flops() / (ms * 1e-3) / 1e12) : "-";
+}
+#endif
 
 std::string gflops(const Problem& p, double ms) {
   return ms > 0.0 ? format("%.3f", p.flops() / (ms * 1e-3) / 1e9) : "-";
@@ -154,6 +173,7 @@ std::string gflops(const Problem& p, double ms) {
 struct Setup {
   Problem p;
   std::string device_line;
+  bool gpu = false;
   bool sized = false;  // any of --batch / --heads / --seqlen given
   int64_t iters = 0, warmup = 0;
   uint64_t seed = 0;
@@ -164,7 +184,8 @@ void print_header(const Setup& s) {
   auto ll = [](int64_t v) { return static_cast<long long>(v); };
   std::cout << "sageattn " << version() << " bench\n"
             << s.device_line << "\n"
-            << "backend: cpu, " << cpu_threads() << " thread(s)\n"
+            << (s.gpu ? "backend: gpu (automatic dispatch)\n"
+                      : "backend: cpu, " + std::to_string(cpu_threads()) + " thread(s)\n")
             << format(
                    "problem: batch %lld, heads %lld (kv %lld), seqlen %lld (k %lld), "
                    "head_dim %lld, dtype %s, layout %s, causal %s\n",
@@ -174,17 +195,27 @@ void print_header(const Setup& s) {
             << format(
                    "sizes: %s (defaults: batch %lld, heads %lld, seqlen %lld on the CPU; "
                    "batch %lld, heads %lld, seqlen %lld on the GPU)\n",
-                   s.sized ? "from the options" : "the CPU defaults", ll(kCpuBatch), ll(kCpuHeads),
+                   s.sized ? "from the options" : s.gpu ? "the GPU defaults" : "the CPU defaults",
+                   ll(kCpuBatch), ll(kCpuHeads),
                    ll(kCpuSeqlen), ll(kGpuBatch), ll(kGpuHeads), ll(kGpuSeqlen))
             << "quantization: granularity " << to_string(p.granularity) << ", smooth_k "
             << to_string(p.smooth_k) << ", smooth_v " << to_string(p.smooth_v) << ", scale "
             << format("%.6g", p.resolved_scale()) << " (1/sqrt(head_dim))\n"
             << "inputs: seed " << s.seed << ", rounded to " << dtype_name(p.dtype)
-            << "; reference: exact float64 attention of the rounded inputs\n"
-            << format(
-                   "timing: median of %lld run(s) after %lld warm-up run(s), wall clock, end "
-                   "to end (host %s in and out); %.4g GFLOP per run\n",
-                   ll(s.iters), ll(s.warmup), dtype_name(p.dtype), p.flops() / 1e9);
+            << "; reference: exact float64 attention of the rounded inputs"
+            << (s.gpu ? format(" (batch 0, first %lld query heads)", ll(kGpuCheckedHeads)) : "")
+            << "\n";
+  if (s.gpu)
+    std::cout << format(
+        "timing: median of %lld run(s) after %lld warm-up run(s), CUDA events on a non-default "
+        "stream; e2e = device %s in and out with every quantization step; kernel = the "
+        "attention kernel alone; %.4g GFLOP per run\n",
+        ll(s.iters), ll(s.warmup), dtype_name(p.dtype), p.flops() / 1e9);
+  else
+    std::cout << format(
+        "timing: median of %lld run(s) after %lld warm-up run(s), wall clock, end to end (host "
+        "%s in and out); %.4g GFLOP per run\n",
+        ll(s.iters), ll(s.warmup), dtype_name(p.dtype), p.flops() / 1e9);
 }
 
 }  // namespace
@@ -235,34 +266,41 @@ int run_bench(const std::vector<std::string>& argv) {
     const auto v = args.value(name);
     return v ? parse_int(kCommand, name, *v, min_value) : fallback;
   };
-  // Sizes: the CPU defaults, since the CPU is the only run path so far.
-  setup.sized = args.value("--batch") || args.value("--heads") || args.value("--seqlen");
-  p.batch = int_opt("--batch", kCpuBatch, 1);
-  p.heads_q = int_opt("--heads", kCpuHeads, 1);
-  p.heads_kv = int_opt("--heads-kv", p.heads_q, 1);
-  p.seqlen_q = int_opt("--seqlen", kCpuSeqlen, 1);
-  p.seqlen_k = int_opt("--seqlen-k", p.seqlen_q, 1);
-  p.head_dim = int_opt("--head-dim", kDefaultHeadDim, 1);
-  setup.iters = int_opt("--iters", kCpuIters, 1);
-  setup.warmup = int_opt("--warmup", kCpuWarmup, 0);
-  if (auto v = args.value("--seed")) setup.seed = parse_uint64(kCommand, "--seed", *v);
-  const std::optional<std::string> csv = args.value("--csv");
-  if (csv && csv->empty()) throw UsageError(kCommand, "option --csv needs a file name");
-
-  // ---- device ----
+  // ---- device (decides the default sizes) ----
   const bool gpu = gpu_available();
   if (device == Device::kGpu && !gpu)
     throw Error(ErrorCode::kUnsupported,
                 "--device gpu: " + no_gpu_reason() + "; run with --device cpu (or auto)");
-  if (device != Device::kCpu && gpu)
-    throw Error(ErrorCode::kUnsupported,
-                "a GPU is available, but the GPU run path of 'sageattn bench' is not written yet "
-                "(it arrives with the GPU kernels); run with --device cpu");
-  setup.device_line =
-      device == Device::kAuto
-          ? "device: auto -> cpu: " + no_gpu_reason() +
-                ": using the CPU backend (the reference implementation)"
-          : "device: cpu (requested): the CPU backend (the reference implementation)";
+  setup.gpu = device != Device::kCpu && gpu;
+#if !defined(SAGEATTN_CLI_WITH_CUDA)
+  setup.gpu = false;  // gpu_available() is false without CUDA; this keeps the linker honest
+#endif
+  const bool g = setup.gpu;
+  setup.sized = args.value("--batch") || args.value("--heads") || args.value("--seqlen");
+  p.batch = int_opt("--batch", g ? kGpuBatch : kCpuBatch, 1);
+  p.heads_q = int_opt("--heads", g ? kGpuHeads : kCpuHeads, 1);
+  p.heads_kv = int_opt("--heads-kv", p.heads_q, 1);
+  p.seqlen_q = int_opt("--seqlen", g ? kGpuSeqlen : kCpuSeqlen, 1);
+  p.seqlen_k = int_opt("--seqlen-k", p.seqlen_q, 1);
+  p.head_dim = int_opt("--head-dim", kDefaultHeadDim, 1);
+  setup.iters = int_opt("--iters", g ? kGpuIters : kCpuIters, 1);
+  setup.warmup = int_opt("--warmup", g ? kGpuWarmup : kCpuWarmup, 0);
+  if (auto v = args.value("--seed")) setup.seed = parse_uint64(kCommand, "--seed", *v);
+  const std::optional<std::string> csv = args.value("--csv");
+  if (csv && csv->empty()) throw UsageError(kCommand, "option --csv needs a file name");
+
+  if (setup.gpu) {
+#if defined(SAGEATTN_CLI_WITH_CUDA)
+    setup.device_line = std::string("device: ") + (device == Device::kAuto ? "auto -> " : "") +
+                        "gpu: " + gpu_description();
+#endif
+  } else {
+    setup.device_line =
+        device == Device::kAuto
+            ? "device: auto -> cpu: " + no_gpu_reason() +
+                  ": using the CPU backend (the reference implementation)"
+            : "device: cpu (requested): the CPU backend (the reference implementation)";
+  }
   const bool csv_header = csv ? check_csv(*csv) : false;
 
   std::vector<CsvRow> rows;
@@ -283,7 +321,33 @@ int run_bench(const std::vector<std::string>& argv) {
     header_printed = true;
 
     std::cout << "\nfamily: " << cpu::to_string(family) << "\n";
-    print_table_header();
+    print_table_header(setup.gpu);
+#if defined(SAGEATTN_CLI_WITH_CUDA)
+    if (setup.gpu) {
+      const auto start = std::chrono::steady_clock::now();
+      const SubsetReference ref = exact_reference_subset(p, t, kGpuCheckedHeads);
+      const double ref_ms = std::chrono::duration<double, std::milli>(
+                                std::chrono::steady_clock::now() - start)
+                                .count();
+      std::cout << format("(exact float64 reference of %lld head(s) on the CPU: %.0f ms)\n",
+                          static_cast<long long>(ref.heads), ref_ms);
+      for (PvMode mode : modes) {
+        const GpuModeResult r = run_mode_gpu(p, t, mode, setup.warmup, setup.iters, ref);
+        const cpu::ErrorMetrics& m = r.result.metrics;
+        std::cout << format(kGpuRowFormat, to_string(mode), format("%.7f", m.cos).c_str(),
+                            format("%.6f", m.rel_l1).c_str(), format("%.3e", m.rmse).c_str(),
+                            format("%.3e", m.max_abs).c_str(),
+                            format("%.3f", r.result.median_ms).c_str(),
+                            tflops(p, r.result.median_ms).c_str(),
+                            format("%.3f", r.kernel_ms).c_str(), tflops(p, r.kernel_ms).c_str())
+                  << std::flush;
+        rows.push_back({to_string(mode), p.flops() / (r.result.median_ms * 1e-3) / 1e12,
+                        r.kernel_ms > 0 ? p.flops() / (r.kernel_ms * 1e-3) / 1e12 : 0.0, m.cos,
+                        m.rel_l1});
+      }
+      continue;
+    }
+#endif
     const auto start = std::chrono::steady_clock::now();
     const std::vector<double> ref = exact_reference(p, t);
     const double ref_ms =
@@ -303,12 +367,12 @@ int run_bench(const std::vector<std::string>& argv) {
                   << to_string(mode) << " differ from the reference\n";
       std::cout << std::flush;
       rows.push_back({to_string(mode),
-                      r.median_ms > 0 ? p.flops() / (r.median_ms * 1e-3) / 1e12 : 0.0, m.cos,
+                      r.median_ms > 0 ? p.flops() / (r.median_ms * 1e-3) / 1e12 : 0.0, 0.0, m.cos,
                       m.rel_l1});
     }
   }
   if (csv) {
-    write_csv(*csv, csv_header, p, rows);
+    write_csv(*csv, csv_header, p, setup.gpu, rows);
     std::cout << "\nappended " << rows.size() << " row(s) to " << *csv << "\n";
   }
   return 0;

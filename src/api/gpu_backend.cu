@@ -1,10 +1,11 @@
 // src/api/gpu_backend.cu: the GPU seam of the CUDA library (see gpu_backend.h).
 //
-// Device discovery is real. The attention kernels themselves arrive with the sm80 (mma.sync) and
-// sm90 (wgmma + TMA) backends; until a backend is compiled in, gpu_backend_supports() reports
-// false and validation turns GPU calls into an Error naming the missing backend, so no call can
-// silently fall back to different math.
+// Backends: sm80 (mma.sync; every device of compute capability 8.0 or newer) is compiled in;
+// sm90 (wgmma + TMA) is not yet, so gpu_backend_supports(kSm90) is false and kAuto picks sm80 on
+// Hopper too. A backend that is asked for but missing is an Error, never a silent fallback.
 #include "api/gpu_backend.h"
+
+#include "attention/sm80/launch.h"
 #include "common/check.h"
 #include "common/cuda_check.h"
 
@@ -28,13 +29,18 @@ int gpu_compute_capability(int device) {
   return major * 10 + minor;
 }
 
-bool gpu_backend_supports(Backend, int) noexcept { return false; }
+bool gpu_backend_supports(Backend backend, int cc) noexcept {
+  return backend == Backend::kSm80 && sm80::supports(cc);
+}
 
-void run_gpu_attention(const AttentionParams& p, Workspace, Stream) {
+void run_gpu_attention(const AttentionParams& p, Workspace workspace, Stream stream) {
+  if (p.backend == Backend::kSm80) return sm80::run(p, workspace, static_cast<cudaStream_t>(stream));
   throw Error(ErrorCode::kUnsupported,
               concat("backend ", to_string(p.backend), " has no attention kernels in this build"));
 }
 
-std::size_t gpu_workspace_size(const AttentionParams&) { return 0; }
+std::size_t gpu_workspace_size(const AttentionParams& p) {
+  return p.backend == Backend::kSm80 ? sm80::workspace_size(p) : 0;
+}
 
 }  // namespace sageattn::detail

@@ -217,7 +217,7 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
   quantize_int8(qf.data(), nq, dim, qg, scale_log2, q_codes.data(), q_scales.data());
 
   const int64_t bk = cfg.tiles.block_k;
-  std::vector<float> s(bk), p(bk), acc(dim), partial(dim);
+  std::vector<float> s(bk), p(bk), acc(dim), partial(dim), step(dim);
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t last = cfg.mask == MaskMode::kCausal ? std::min(causal_limit(i, nq, nk), nk - 1)
                                                        : nk - 1;
@@ -247,7 +247,6 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
       std::fill(partial.begin(), partial.end(), 0.0f);
       if (cfg.pv_mode == PvMode::kFp8Fp16Acc) {
         // fp16 accumulator rounded after every kFp8MmaK-token MMA step, flushed to fp32 per block
-        std::vector<float> step(dim);
         for (int64_t t0 = j0; t0 < j1; t0 += kFp8MmaK) {
           std::fill(step.begin(), step.end(), 0.0f);
           for (int64_t j = t0; j < std::min<int64_t>(j1, t0 + kFp8MmaK); ++j) {

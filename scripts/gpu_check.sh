@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The device run: build, every test (GPU tests included), the GPU suite under compute-sanitizer
+# memcheck and racecheck, and (once kernels exist) the benchmark. Prints a short summary last;
+# full logs go to $OUT (the device tool's output folder) or ./gpu_check_out.
+#
+# Usage: scripts/gpu_check.sh [preset]   (default: device = sm_90a only, every head dim)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+preset="${1:-device}"
+out="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$out"
+summary=()
+step() {  # step NAME COMMAND...: runs COMMAND, logs to $out/NAME.log, records PASS/FAIL
+  local name="$1"; shift
+  local t0=$SECONDS
+  if "$@" >"$out/$name.log" 2>&1; then summary+=("PASS $name ($((SECONDS - t0)) s)")
+  else summary+=("FAIL $name ($((SECONDS - t0)) s): see $name.log"); tail -n 40 "$out/$name.log"; fi
+}
+
+{ nvidia-smi; nvcc --version; cmake --version; git rev-parse HEAD 2>/dev/null; } >"$out/env.log" 2>&1
+step configure cmake --preset "$preset"
+step build cmake --build --preset "$preset" -j "$(nproc)" -- -k 0
+bdir="build/$preset"
+step ctest_all ctest --test-dir "$bdir" -j 8 --output-on-failure
+step ctest_gpu_verbose ctest --test-dir "$bdir" -L gpu -V
+# The GPU suite under the sanitizers. SAGEATTN_TEST_QUICK shortens exhaustive sweeps, which
+# would take hours under instrumentation; the full sweeps ran in ctest_all above.
+for tool in memcheck racecheck; do
+  for exe in "$bdir"/tests/test_gpu_*; do
+    [ -x "$exe" ] || continue
+    step "sanitizer_${tool}_$(basename "$exe")" env SAGEATTN_TEST_QUICK=1 \
+      compute-sanitizer --tool "$tool" --error-exitcode 1 "$exe"
+  done
+done
+
+# The default GPU problem of `sageattn bench`, every input family (the README's main command).
+step bench "$bdir/tools/sageattn" bench --family all --csv "$out/bench.csv"
+
+echo
+echo "== gpu_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), $(date -u +%F))"
+grep -hE "Tests? passed|tests passed|tests failed" "$out"/ctest_all.log | tail -n 2
+grep -hE "ERROR SUMMARY" "$out"/sanitizer_*.log 2>/dev/null | sort | uniq -c
+printf '%s\n' "${summary[@]}"
+echo "-- bench (e2e and kernel TFLOPS per mode):"
+grep -E "^(family|fp16|fp8|mode)" "$out/bench.log" 2>/dev/null | head -n 20

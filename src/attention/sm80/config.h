@@ -1,0 +1,57 @@
+// src/attention/sm80/config.h: compile-time configuration of the mma.sync attention kernel.
+//
+// One CTA computes kSm80Tiles.block_q = 128 query rows of one (sequence, head) with 8 warps of
+// 16 rows each, visiting K/V in blocks of block_k = 64 keys. Shared memory holds K tiles (int8,
+// [64][D]), V tiles (fp8 transposed [D][64], or fp16 [64][D]) and, in the prologue only, the
+// int8 Q tile (which then lives in registers as mma A fragments). Every shared row is padded by
+// 16 bytes so the 8 row addresses of an ldmatrix land in 8 different bank groups.
+#pragma once
+
+#include <cstddef>
+
+#include "sageattn/layout.h"
+
+namespace sageattn::sm80 {
+
+inline constexpr int kThreads = 256;
+inline constexpr int kWarps = kThreads / 32;
+inline constexpr int kBlockQ = kSm80Tiles.block_q;
+inline constexpr int kBlockK = kSm80Tiles.block_k;
+inline constexpr int kRowsPerWarp = kBlockQ / kWarps;  // 16: one m16 tile per warp
+inline constexpr int kRowPad = 16;                      // bytes of padding per shared row
+// Shared memory a block may use on every sm80-family device (sm86/sm89 allow 99 KB per block).
+inline constexpr std::size_t kSmemBudget = 99 * 1024;
+
+static_assert(kRowsPerWarp == 16, "the kernel maps one m16 MMA tile to each warp");
+static_assert(kSm80Tiles.warp_q % kRowsPerWarp == 0,
+              "a Q quantization group must cover whole warps' rows");
+static_assert(kBlockK == 64, "P fragments are built for 64-key blocks");
+
+template <int kHeadDim, PvMode kMode>
+struct KernelConfig {
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dim instantiation");
+  static_assert(kMode == PvMode::kFp16 || kMode == PvMode::kFp8 || kMode == PvMode::kFp8Fp16Acc,
+                "resolved PV mode");
+  static constexpr int kD = kHeadDim;
+  static constexpr bool kFp8 = kMode != PvMode::kFp16;
+  static constexpr int kKPitch = kD + kRowPad;                 // bytes per K row (int8)
+  static constexpr int kQPitch = kD + kRowPad;                 // bytes per Q row (int8)
+  static constexpr int kVPitch = kFp8 ? kBlockK + kRowPad      // fp8: [D][64] bytes
+                                      : kD * 2 + kRowPad;      // fp16: [64][D] halves
+  static constexpr int kVRows = kFp8 ? kD : kBlockK;
+  static constexpr std::size_t kKTile = std::size_t(kBlockK) * kKPitch;
+  static constexpr std::size_t kVTile = std::size_t(kVRows) * kVPitch;
+  static constexpr std::size_t kQTile = std::size_t(kBlockQ) * kQPitch;
+  // Two K stages when they fit, else one (fp16 P·V at D = 256 on 99 KB devices).
+  static constexpr int kKStages = (2 * kKTile + 2 * kVTile <= kSmemBudget) ? 2 : 1;
+  static constexpr int kVStages = 2;
+  // The int8 Q tile is only needed before the main loop: it shares the V stages' space.
+  static constexpr std::size_t kVRegion = (kVStages * kVTile > kQTile) ? kVStages * kVTile : kQTile;
+  static constexpr std::size_t kSmemBytes = kKStages * kKTile + kVRegion;
+  static_assert(kSmemBytes <= kSmemBudget, "shared memory budget");
+  static_assert(kKPitch % 16 == 0 && kVPitch % 16 == 0 && ((kKPitch / 16) % 2) == 1 &&
+                    ((kVPitch / 16) % 2) == 1,
+                "padded pitches must be an odd number of 16-byte units (conflict-free ldmatrix)");
+};
+
+}  // namespace sageattn::sm80

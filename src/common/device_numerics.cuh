@@ -1,0 +1,62 @@
+// src/common/device_numerics.cuh: device twins of the bit-exact quantization steps of
+// docs/NUMERICS.md §2. Each is written with explicitly rounded intrinsics (__fmul_rn, __fsub_rn,
+// __fdiv_rn) so that nvcc cannot contract or reorder them; each returns exactly the bits of the
+// CPU reference (src/cpu/reference.cpp, src/common/numerics.h).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_fp16.h>
+
+#include "common/numerics.h"
+#include "common/ptx/mma.cuh"
+#include "sageattn/layout.h"
+
+namespace sageattn::dev {
+
+// Symmetric int8 code of x * inv: rne, clamped to [-127, 127], NaN -> 0 (num::int8_quantize).
+__device__ __forceinline__ int8_t int8_code(float x, float inv) {
+  const float y = __fmul_rn(x, inv);
+  if (y != y) return 0;
+  return static_cast<int8_t>(__float2int_rn(fminf(fmaxf(y, -kInt8Max), kInt8Max)));
+}
+
+// e4m3 code of x * inv (num::fp8e4m3_from_float(x * inv)).
+__device__ __forceinline__ uint8_t fp8_code(float x, float inv) {
+  const float y = __fmul_rn(x, inv);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  return static_cast<uint8_t>(ptx::cvt_e4m3x2(y, 0.0f) & 0xFFu);
+#else
+  return num::fp8e4m3_from_float(y);
+#endif
+}
+
+// fp16 bits of x * inv (num::fp16_from_float(x * inv)).
+__device__ __forceinline__ uint16_t fp16_code(float x, float inv) {
+  return __half_as_ushort(__float2half_rn(__fmul_rn(x, inv)));
+}
+
+// Positive floats order like their bit patterns: atomicMax on the bits is a float max.
+__device__ __forceinline__ void atomic_max_nonneg(float* addr, float value) {
+  atomicMax(reinterpret_cast<unsigned int*>(addr), __float_as_uint(value));
+}
+
+// Loads 8 consecutive f16/bf16 elements (16 bytes, aligned) and widens them to float.
+template <bool kBf16>
+__device__ __forceinline__ void load8(const void* p, float (&x)[8]) {
+  const uint4 raw = *static_cast<const uint4*>(p);
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint16_t lo = static_cast<uint16_t>(w[i] & 0xFFFFu), hi = static_cast<uint16_t>(w[i] >> 16);
+    if constexpr (kBf16) {
+      x[2 * i] = __uint_as_float(uint32_t(lo) << 16);
+      x[2 * i + 1] = __uint_as_float(uint32_t(hi) << 16);
+    } else {
+      x[2 * i] = __half2float(__ushort_as_half(lo));
+      x[2 * i + 1] = __half2float(__ushort_as_half(hi));
+    }
+  }
+}
+
+}  // namespace sageattn::dev

@@ -1,0 +1,73 @@
+// src/quant/kv_quant.h: K and V quantization on the GPU, bit-identical to the CPU reference
+// (docs/NUMERICS.md §2; tests/gpu/test_gpu_quant.cu proves it).
+//
+// Two passes over K and V, no host round trip:
+//   1. stats: per 64-token chunk of each (sequence, KV head): fp32 sums of K and V, min and max
+//      of V; the last CTA of a head to finish (atomic counter) reduces the chunk partials in
+//      ascending order into the K mean, V mean and V scales. The order is fixed, so the result is
+//      deterministic whichever CTA finishes last.
+//   2. quantize: K' = K - mean -> int8 with group scales; V (- mean) -> fp8 e4m3 (transposed,
+//      tokens permuted within 32-token chunks for the mma.m16n8k32 A/B fragments) or fp16.
+// Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
+// padding filled with zeros (codes) / neutral values (scales 1, means 0).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "sageattn/layout.h"
+#include "sageattn/types.h"
+
+namespace sageattn::quant {
+
+struct KvQuantParams {
+  // ---- inputs ----
+  const void* k = nullptr;  // [b, h_kv, n_k, d] (element strides below; unit stride on d)
+  const void* v = nullptr;  // [b, h_kv, n_k, d]
+  int64_t k_stride_b = 0, k_stride_h = 0, k_stride_n = 0;
+  int64_t v_stride_b = 0, v_stride_h = 0, v_stride_n = 0;
+  const int32_t* cu_seqlens_k = nullptr;  // [batch + 1] on the device, or null (dense)
+  DType dtype = DType::kBF16;
+  int64_t batch = 0, heads_kv = 0;
+  int64_t seqlen_k = 0;         // dense: the length; varlen: the max length
+  int64_t head_dim = 0;         // d
+  int64_t head_dim_padded = 0;  // dp: d rounded up to the kernel's head dim
+  int64_t seqlen_k_padded = 0;  // np: seqlen_k rounded up to block_k
+  TileConfig tiles = kSm80Tiles;
+  Granularity granularity = Granularity::kPerWarp;
+  Smoothing smooth_k = Smoothing::kOn;
+  Smoothing smooth_v = Smoothing::kOff;
+  PvMode pv_mode = PvMode::kFp8;  // resolved
+
+  // ---- outputs (workspace) ----
+  int8_t* k_codes = nullptr;    // [b, h_kv, np, dp]
+  float* k_scales = nullptr;    // [b, h_kv, np / block_k * groups_per_block]
+  float* k_mean = nullptr;      // [b, h_kv, dp]
+  void* v_codes = nullptr;      // fp8: uint8 [b, h_kv, dp, np] (permuted); fp16: [b, h_kv, np, dp]
+  float* v_scales = nullptr;    // [b, h_kv, dp]: dequantization factor per channel
+  float* v_inv = nullptr;       // [b, h_kv, dp]: the quantizer's multiplier (range / amax, 2^-e)
+  float* v_mean = nullptr;      // [b, h_kv, dp]
+  float* partials = nullptr;    // [b, h_kv, np / kMeanChunkTokens, 4, dp]
+  uint32_t* counters = nullptr; // [b * h_kv]; zero on entry, left zero on exit
+};
+
+// Bytes of workspace the buffers above need, each 256-byte aligned, in the order of the struct.
+std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
+// Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
+void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
+
+// Runs both passes on `stream`. The counters must be zero on entry (cudaMemsetAsync once after
+// allocating the workspace); they are zero again on exit.
+void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
+
+// k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in
+// which an m16n8k32 A fragment built from the m16n8 accumulators of S holds its keys.
+// Token w = 8 * (i / 2) + 2 * t + (i % 2) sits at k-position 4 * t + i (+16 for w >= 16).
+__host__ __device__ constexpr int fp8_v_kpos(int w) {
+  const int hi = w & 16, u = w & 15;
+  return hi + 4 * ((u & 7) >> 1) + 2 * (u >> 3) + (u & 1);
+}
+
+}  // namespace sageattn::quant

@@ -1,10 +1,12 @@
 // src/cpu/inputs.cpp: input families (see inputs.h). A private Box-Muller over splitmix64 keeps
-// the values identical across standard libraries.
+// the values identical across standard libraries; every (tensor, batch-head) block has its own
+// stream, so large inputs are generated in parallel with values independent of the thread count.
 #include "cpu/inputs.h"
 
 #include <cmath>
 
 #include "common/check.h"
+#include "cpu/parallel.h"
 
 namespace sageattn::cpu {
 namespace {
@@ -43,18 +45,31 @@ constexpr float kOutlierScale = 10.0f;
 constexpr float kKBiasStd = 6.0f;
 constexpr float kVBiasStd = 3.0f;
 
-void fill(std::vector<float>& x, Normal& rng) {
-  for (float& e : x) e = static_cast<float>(rng());
+// An independent stream per (stream id, block): blocks fill in parallel and the values do not
+// depend on the thread count.
+uint64_t stream_seed(uint64_t seed, uint64_t id, uint64_t block) {
+  return seed * 0xD1B54A32D192ED03ull + id * 0x8CB92BA72F3D8DD7ull + block;
+}
+
+// x[i, :, :] ~ N(0, 1) for each of the `blocks` [n, dim] blocks.
+void fill(std::vector<float>& x, int64_t blocks, uint64_t seed, uint64_t id) {
+  const int64_t block_size = blocks ? static_cast<int64_t>(x.size()) / blocks : 0;
+  parallel_for(blocks, [&](int64_t i) {
+    Normal rng(stream_seed(seed, id, static_cast<uint64_t>(i)));
+    for (int64_t e = 0; e < block_size; ++e) x[i * block_size + e] = static_cast<float>(rng());
+  });
 }
 
 // x[b, h, n, d] += std * N(0,1) drawn once per (b, h, d).
 void add_channel_bias(std::vector<float>& x, int64_t bh, int64_t n, int64_t dim, float std_dev,
-                      Normal& rng) {
-  for (int64_t i = 0; i < bh; ++i)
+                      uint64_t seed, uint64_t id) {
+  parallel_for(bh, [&](int64_t i) {
+    Normal rng(stream_seed(seed, id, static_cast<uint64_t>(i)));
     for (int64_t d = 0; d < dim; ++d) {
       const float bias = std_dev * static_cast<float>(rng());
       for (int64_t t = 0; t < n; ++t) x[(i * n + t) * dim + d] += bias;
     }
+  });
 }
 
 // The same kOutlierChannels evenly spaced channels of every head (so that q's and k's outliers
@@ -89,20 +104,20 @@ InputFamily parse_input_family(const std::string& name) {
 
 QkvData make_inputs(InputFamily family, int64_t batch, int64_t heads_q, int64_t heads_kv,
                     int64_t seqlen_q, int64_t seqlen_k, int64_t head_dim, uint64_t seed) {
-  Normal rng(seed);
   QkvData r;
   r.q.resize(batch * heads_q * seqlen_q * head_dim);
   r.k.resize(batch * heads_kv * seqlen_k * head_dim);
   r.v.resize(batch * heads_kv * seqlen_k * head_dim);
-  fill(r.q, rng);
-  fill(r.k, rng);
-  fill(r.v, rng);
+  enum : uint64_t { kQ, kK, kV, kKBias, kVBias };  // stream ids
+  fill(r.q, batch * heads_q, seed, kQ);
+  fill(r.k, batch * heads_kv, seed, kK);
+  fill(r.v, batch * heads_kv, seed, kV);
   if (family == InputFamily::kGaussian) return r;
-  add_channel_bias(r.k, batch * heads_kv, seqlen_k, head_dim, kKBiasStd, rng);
+  add_channel_bias(r.k, batch * heads_kv, seqlen_k, head_dim, kKBiasStd, seed, kKBias);
   if (family == InputFamily::kKChannelBias) return r;
   scale_outlier_channels(r.q, batch * heads_q, seqlen_q, head_dim);
   scale_outlier_channels(r.k, batch * heads_kv, seqlen_k, head_dim);
-  add_channel_bias(r.v, batch * heads_kv, seqlen_k, head_dim, kVBiasStd, rng);
+  add_channel_bias(r.v, batch * heads_kv, seqlen_k, head_dim, kVBiasStd, seed, kVBias);
   return r;
 }
 

@@ -59,28 +59,33 @@ std::string gpu_description() {
                 prop.multiProcessorCount, runtime);
 }
 
-SubsetReference exact_reference_subset(const Problem& p, const Tensors& t, int64_t max_heads) {
+SubsetReference exact_reference_subset(const Problem& p, const Tensors& t, int64_t max_heads,
+                                       int64_t max_rows) {
   SubsetReference r;
+  r.rows = std::min(p.seqlen_q, max_rows);
+  r.row0 = p.seqlen_q - r.rows;
   // Whole GQA groups (or part of the first one), so query head h still reads KV head h / group.
   const int64_t group = p.heads_q / p.heads_kv;
   r.heads = std::min(p.heads_q, max_heads);
   if (r.heads >= group) r.heads = r.heads / group * group;
   const int64_t kv_heads = r.heads >= group ? r.heads / group : 1;
-  auto seq = [&](const std::vector<uint16_t>& x, int64_t heads_total, int64_t heads, int64_t n) {
+  // Tokens [t0, n) of the first `heads` heads of batch 0 (which starts at element 0).
+  auto seq = [&](const std::vector<uint16_t>& x, int64_t heads_total, int64_t heads, int64_t n,
+                 int64_t t0) {
     cpu::SeqView v;
-    v.data = const_cast<uint16_t*>(x.data());  // batch 0 starts at element 0 in both layouts
-    v.dtype = p.dtype, v.heads = heads, v.tokens = n, v.dim = p.head_dim;
+    v.dtype = p.dtype, v.heads = heads, v.tokens = n - t0, v.dim = p.head_dim;
     v.stride_h = p.layout == Layout::kHND ? n * p.head_dim : p.head_dim;
     v.stride_n = p.layout == Layout::kHND ? p.head_dim : heads_total * p.head_dim;
+    v.data = const_cast<uint16_t*>(x.data()) + t0 * v.stride_n;
     return v;
   };
   cpu::ExactConfig cfg;
   cfg.mask = p.mask;
   cfg.scale = p.resolved_scale();
-  r.values.resize(static_cast<std::size_t>(r.heads * p.seqlen_q * p.head_dim));
-  cpu::SeqView q = seq(t.q, p.heads_q, r.heads, p.seqlen_q);
-  cpu::SeqView k = seq(t.k, p.heads_kv, kv_heads, p.seqlen_k);
-  cpu::SeqView v = seq(t.v, p.heads_kv, kv_heads, p.seqlen_k);
+  r.values.resize(static_cast<std::size_t>(r.heads * r.rows * p.head_dim));
+  const cpu::SeqView q = seq(t.q, p.heads_q, r.heads, p.seqlen_q, r.row0);
+  const cpu::SeqView k = seq(t.k, p.heads_kv, kv_heads, p.seqlen_k, 0);
+  const cpu::SeqView v = seq(t.v, p.heads_kv, kv_heads, p.seqlen_k, 0);
   cpu::exact_attention(q, k, v, cfg, r.values.data(), nullptr);
   return r;
 }
@@ -134,14 +139,15 @@ GpuModeResult run_mode_gpu(const Problem& p, const Tensors& t, PvMode mode, int6
 
   std::vector<uint16_t> host(t.q.size());
   SAGEATTN_CUDA_CHECK(cudaMemcpy(host.data(), out.get(), qb, cudaMemcpyDeviceToHost));
-  // Batch 0, heads [0, ref.heads) in logical order.
+  // Batch 0, heads [0, ref.heads), rows [ref.row0, Nq) in logical order.
   std::vector<double> got(ref.values.size());
   const int64_t n = p.seqlen_q, d = p.head_dim;
   for (int64_t h = 0; h < ref.heads; ++h)
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t row = p.layout == Layout::kHND ? h * n + i : i * p.heads_q + h;
+    for (int64_t i = 0; i < ref.rows; ++i) {
+      const int64_t tok = ref.row0 + i;
+      const int64_t row = p.layout == Layout::kHND ? h * n + tok : tok * p.heads_q + h;
       for (int64_t c = 0; c < d; ++c)
-        got[static_cast<std::size_t>((h * n + i) * d + c)] =
+        got[static_cast<std::size_t>((h * ref.rows + i) * d + c)] =
             decode_dtype(host[static_cast<std::size_t>(row * d + c)], p.dtype);
     }
   // Every element of the whole output was written (NaN poison gone).

@@ -18,13 +18,15 @@ namespace sageattn::cli {
 // "NVIDIA H200, sm_90, 132 SMs, CUDA runtime 13000" of device 0.
 std::string gpu_description();
 
-// Exact float64 attention of batch 0, query heads [0, heads) (and the KV heads they read):
-// logical [1, heads, Nq, D].
+// Exact float64 attention of batch 0, query heads [0, heads) and the LAST `rows` query rows
+// (with bottom-right causal masks, those rows see exactly what they see in the full problem):
+// logical [1, heads, rows, D].
 struct SubsetReference {
-  int64_t heads = 0;
+  int64_t heads = 0, row0 = 0, rows = 0;
   std::vector<double> values;
 };
-SubsetReference exact_reference_subset(const Problem& p, const Tensors& t, int64_t max_heads);
+SubsetReference exact_reference_subset(const Problem& p, const Tensors& t, int64_t max_heads,
+                                       int64_t max_rows);
 
 struct GpuModeResult {
   ModeResult result;       // metrics on the subset; median_ms end to end

@@ -3,7 +3,7 @@
 # CI runs (.ci/run). Usage: ./scripts/test.sh [preset]   (default: release; see CMakePresets.json)
 #
 # Tests labelled `gpu` need a CUDA device; without one they are reported as skipped, never as
-# passed. Ends with ctest's summary line.
+# passed. Ends with one summary line: "ctest: N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
@@ -18,4 +18,15 @@ command -v nvcc >/dev/null 2>&1 || echo "== nvcc not found: building the CPU-onl
 jobs="$(nproc 2>/dev/null || echo 2)"
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$jobs"
-ctest --preset "$preset" -j "$jobs"
+log="build/$preset/ctest.log"
+set +e
+ctest --preset "$preset" -j "$jobs" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+total=$(sed -n 's/.*tests failed out of \([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)
+failed=$(sed -n 's/.* \([0-9][0-9]*\) tests failed out of.*/\1/p' "$log" | tail -n 1)
+skipped=$(grep -c '(Skipped)' "$log" || true)
+if [ -n "$total" ] && [ -n "$failed" ]; then
+  echo "ctest: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+fi
+exit "$rc"

@@ -49,6 +49,8 @@ __global__ void __launch_bounds__(kStatsThreads)
     const int64_t kb = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h + d;
     const int64_t vb = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h + d;
     float ks = 0.0f, vs = 0.0f, vmin = INFINITY, vmax = -INFINITY;
+    // Unrolled so that several loads are in flight; the adds still run in token order.
+#pragma unroll 8
     for (int64_t t = t0; t < t1; ++t) {
       const float kx = load_elem<kBf16>(p.k, kb + (s.begin + t) * p.k_stride_n);
       const float vx = load_elem<kBf16>(p.v, vb + (s.begin + t) * p.v_stride_n);

@@ -48,6 +48,10 @@ struct KernelConfig {
   // The int8 Q tile is only needed before the main loop: it shares the V stages' space.
   static constexpr std::size_t kVRegion = (kVStages * kVTile > kQTile) ? kVStages * kVTile : kQTile;
   static constexpr std::size_t kSmemBytes = kKStages * kKTile + kVRegion;
+  // CTAs per SM the register allocation targets (__launch_bounds__): 2 caps registers at 128 so
+  // two CTAs (16 warps) share an SM and hide each other's latency; D = 256 needs more registers.
+  // (bench/NOTES.md: 1 CTA of 8 warps left 64% of scheduler cycles with no eligible warp.)
+  static constexpr int kMinBlocksPerSm = kD <= 128 ? 2 : 1;
   static_assert(kSmemBytes <= kSmemBudget, "shared memory budget");
   static_assert(kKPitch % 16 == 0 && kVPitch % 16 == 0 && ((kKPitch / 16) % 2) == 1 &&
                     ((kVPitch / 16) % 2) == 1,

@@ -64,7 +64,7 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
 }
 
 template <int kHeadDim, PvMode kMode>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMinBlocksPerSm))
     attention_kernel(const __grid_constant__ KernelParams p) {
   using Cfg = KernelConfig<kHeadDim, kMode>;
   constexpr int kD = Cfg::kD;

@@ -8,16 +8,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-device}"
 out="${OUT:-$PWD/gpu_check_out}"
-mkdir -p "$out"
+logs="$out/logs"  # packed into logs.tgz at the end: the device tool returns at most 8 files
+mkdir -p "$logs"
 summary=()
-step() {  # step NAME COMMAND...: runs COMMAND, logs to $out/NAME.log, records PASS/FAIL
+step() {  # step NAME COMMAND...: runs COMMAND, logs to $logs/NAME.log, records PASS/FAIL
   local name="$1"; shift
   local t0=$SECONDS
-  if "$@" >"$out/$name.log" 2>&1; then summary+=("PASS $name ($((SECONDS - t0)) s)")
-  else summary+=("FAIL $name ($((SECONDS - t0)) s): see $name.log"); tail -n 40 "$out/$name.log"; fi
+  if "$@" >"$logs/$name.log" 2>&1; then summary+=("PASS $name ($((SECONDS - t0)) s)")
+  else summary+=("FAIL $name ($((SECONDS - t0)) s): see logs/$name.log"); tail -n 40 "$logs/$name.log"; fi
 }
 
-{ nvidia-smi; nvcc --version; cmake --version; git rev-parse HEAD 2>/dev/null; } >"$out/env.log" 2>&1
+{ nvidia-smi; nvcc --version; cmake --version; git rev-parse HEAD 2>/dev/null; } >"$logs/env.log" 2>&1
 step configure cmake --preset "$preset"
 step build cmake --build --preset "$preset" -j "$(nproc)" -- -k 0
 bdir="build/$preset"
@@ -38,8 +39,9 @@ step bench "$bdir/tools/sageattn" bench --family all --csv "$out/bench.csv"
 
 echo
 echo "== gpu_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), $(date -u +%F))"
-grep -hE "Tests? passed|tests passed|tests failed" "$out"/ctest_all.log | tail -n 2
-grep -hE "ERROR SUMMARY" "$out"/sanitizer_*.log 2>/dev/null | sort | uniq -c
+grep -hE "Tests? passed|tests passed|tests failed" "$logs"/ctest_all.log | tail -n 2
+grep -hE "ERROR SUMMARY" "$logs"/sanitizer_*.log 2>/dev/null | sort | uniq -c
 printf '%s\n' "${summary[@]}"
 echo "-- bench (e2e and kernel TFLOPS per mode):"
-grep -E "^(family|fp16|fp8|mode)" "$out/bench.log" 2>/dev/null | head -n 20
+grep -E "^(family|fp16|fp8|mode)" "$logs/bench.log" 2>/dev/null | head -n 20
+tar czf "$out/logs.tgz" -C "$out" logs && rm -rf "$logs"

@@ -13,6 +13,9 @@ namespace {
 constexpr int kStatsThreads = 256;  // one thread per channel (dp <= 256)
 constexpr int kQuantThreads = 256;
 constexpr int kPartialFields = 4;   // k sum, v sum, v min, v max
+// Row pitch (bytes) of the fp8 V transpose tile [dp][block_k]: odd, so the byte stores of one
+// warp (8 channels apart per lane) fall in different banks.
+constexpr int kVTilePitch = kSm80Tiles.block_k + 1;
 
 struct SeqInfo {
   int64_t begin, len;  // first token (in the user's tensor) and token count of sequence b
@@ -32,48 +35,74 @@ __device__ __forceinline__ float load_elem(const void* base, int64_t off) {
 }
 
 // ------------------------------------------------------------------------------- pass 1: stats
-// grid (np / kMeanChunkTokens, h_kv, b); thread = channel.
+// grid (ceil(chunks / chunks_per_block), h_kv, b). A thread owns 8 consecutive channels of one
+// 64-token chunk and adds that chunk's tokens in order (the order the reference defines), with
+// 16-byte loads when rows are aligned; a block covers kStatsThreads / (dp / 8) chunks.
+__host__ __device__ constexpr int stats_chunks_per_block(int64_t dp) {
+  return static_cast<int>(kStatsThreads / (dp / 8));
+}
+
 template <bool kBf16>
 __global__ void __launch_bounds__(kStatsThreads)
-    kv_stats_kernel(const __grid_constant__ KvQuantParams p) {
-  const int64_t b = blockIdx.z, h = blockIdx.y, chunk = blockIdx.x;
+    kv_stats_kernel(const __grid_constant__ KvQuantParams p, bool aligned) {
+  const int64_t b = blockIdx.z, h = blockIdx.y;
   const SeqInfo s = seq_info(p, b);
   const int64_t n_chunks = (s.len + kMeanChunkTokens - 1) / kMeanChunkTokens;
-  if (chunk >= n_chunks) return;  // uniform per block
   const int64_t dp = p.head_dim_padded, bh = b * p.heads_kv + h;
-  const int d = threadIdx.x;
-  const int64_t t0 = chunk * kMeanChunkTokens;
-  const int64_t t1 = min(s.len, t0 + kMeanChunkTokens);
+  const int per_block = stats_chunks_per_block(dp);
+  const int64_t n_blocks = (n_chunks + per_block - 1) / per_block;
+  if (int64_t(blockIdx.x) >= n_blocks) return;  // uniform per block
+  const int vecs = static_cast<int>(dp / 8);
+  const int64_t chunk = int64_t(blockIdx.x) * per_block + threadIdx.x / vecs;
+  const int c0 = (threadIdx.x % vecs) * 8;
 
-  if (d < p.head_dim) {
-    const int64_t kb = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h + d;
-    const int64_t vb = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h + d;
-    float ks = 0.0f, vs = 0.0f, vmin = INFINITY, vmax = -INFINITY;
-    // Unrolled so that several loads are in flight; the adds still run in token order.
-#pragma unroll 8
+  if (chunk < n_chunks && c0 < p.head_dim) {
+    const int64_t t0 = chunk * kMeanChunkTokens;
+    const int64_t t1 = min(s.len, t0 + kMeanChunkTokens);
+    const int64_t kb = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h + c0;
+    const int64_t vb = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h + c0;
+    float ks[8], vs[8], vmin[8], vmax[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) ks[j] = 0.0f, vs[j] = 0.0f, vmin[j] = INFINITY, vmax[j] = -INFINITY;
+    // Unrolled so that several loads are in flight; each channel's adds still run in token order.
+#pragma unroll 4
     for (int64_t t = t0; t < t1; ++t) {
-      const float kx = load_elem<kBf16>(p.k, kb + (s.begin + t) * p.k_stride_n);
-      const float vx = load_elem<kBf16>(p.v, vb + (s.begin + t) * p.v_stride_n);
-      ks = __fadd_rn(ks, kx);
-      vs = __fadd_rn(vs, vx);
-      vmin = fminf(vmin, vx);
-      vmax = fmaxf(vmax, vx);
+      float kx[8], vx[8];
+      const int64_t ko = kb + (s.begin + t) * p.k_stride_n, vo = vb + (s.begin + t) * p.v_stride_n;
+      if (aligned) {
+        dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + ko, kx);
+        dev::load8<kBf16>(static_cast<const uint16_t*>(p.v) + vo, vx);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) kx[j] = load_elem<kBf16>(p.k, ko + j), vx[j] = load_elem<kBf16>(p.v, vo + j);
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        ks[j] = __fadd_rn(ks[j], kx[j]);
+        vs[j] = __fadd_rn(vs[j], vx[j]);
+        vmin[j] = fminf(vmin[j], vx[j]);
+        vmax[j] = fmaxf(vmax[j], vx[j]);
+      }
     }
-    float* part = p.partials + (bh * (p.seqlen_k_padded / kMeanChunkTokens) + chunk) * kPartialFields * dp;
-    part[0 * dp + d] = ks;
-    part[1 * dp + d] = vs;
-    part[2 * dp + d] = vmin;
-    part[3 * dp + d] = vmax;
+    float* part = p.partials + (bh * (p.seqlen_k_padded / kMeanChunkTokens) + chunk) * kPartialFields * dp + c0;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      part[0 * dp + j] = ks[j];
+      part[1 * dp + j] = vs[j];
+      part[2 * dp + j] = vmin[j];
+      part[3 * dp + j] = vmax[j];
+    }
   }
 
   // The last CTA of this (b, h) reduces all chunk partials in ascending order.
   __shared__ bool is_last;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(&p.counters[bh], 1u) == n_chunks - 1;
+  if (threadIdx.x == 0) is_last = atomicAdd(&p.counters[bh], 1u) == n_blocks - 1;
   __syncthreads();
   if (!is_last) return;
   __threadfence();
+  const int d = threadIdx.x;
   if (d < dp) {
     float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
     if (d < p.head_dim) {
@@ -130,31 +159,37 @@ __global__ void __launch_bounds__(kQuantThreads)
 
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
   __shared__ float amax_k[kBlockK];  // per group of this block (count <= block_k)
-  extern __shared__ uint8_t v_tile[];  // fp8: [dp][kBlockK] codes at permuted k-positions
+  extern __shared__ uint8_t v_tile[];  // fp8: [dp][kVTilePitch] codes at permuted k-positions
   for (int i = threadIdx.x; i < kg.count; i += blockDim.x) amax_k[i] = 0.0f;
   __syncthreads();
 
   const float* km = p.k_mean + bh * dp;
   const float* vm = p.v_mean + bh * dp;
   const float* vinv = p.v_inv + bh * dp;
-  const int vecs_per_row = static_cast<int>(dp / 8);
-  const int n_vecs = kBlockK * vecs_per_row;
+  const int vecs_per_row = static_cast<int>(dp / 8);  // 8, 16 or 32: divides a warp
+  const int n_vecs = kBlockK * vecs_per_row;           // a multiple of kQuantThreads
   const bool fp8 = p.pv_mode != PvMode::kFp16;
+  static_assert(kBlockK * 8 % kQuantThreads == 0, "every lane runs every iteration for dp >= 64");
 
-  // Pass over the tile: K amax per group (K' values are recomputed below, bit-identically).
+  // Pass over the tile: K amax per group (K' values are recomputed below, bit-identically). A
+  // token's vectors sit in vecs_per_row consecutive lanes and every lane runs every iteration
+  // (n_vecs is a multiple of the block), so each token's amax is reduced with shuffles first and
+  // one lane per token updates the group's shared maximum.
   for (int i = threadIdx.x; i < n_vecs; i += blockDim.x) {
     const int tb = i / vecs_per_row, c0 = (i % vecs_per_row) * 8;
     const int64_t t = t_base + tb;
-    if (t >= s.len || c0 >= d) continue;
-    const int64_t off = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h +
-                        (s.begin + t) * p.k_stride_n + c0;
-    float x[8];
-    if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + off, x);
-    else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.k, off + j);
     float a = 0.0f;
+    if (t < s.len && c0 < d) {
+      const int64_t off = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h +
+                          (s.begin + t) * p.k_stride_n + c0;
+      float x[8];
+      if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + off, x);
+      else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.k, off + j);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) a = fmaxf(a, fabsf(__fsub_rn(x[j], km[c0 + j])));
-    dev::atomic_max_nonneg(&amax_k[kg.group_of(tb)], a);
+      for (int j = 0; j < 8; ++j) a = fmaxf(a, fabsf(__fsub_rn(x[j], km[c0 + j])));
+    }
+    for (int o = vecs_per_row / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if (i % vecs_per_row == 0) dev::atomic_max_nonneg(&amax_k[kg.group_of(tb)], a);
   }
   __syncthreads();
 
@@ -193,7 +228,7 @@ __global__ void __launch_bounds__(kQuantThreads)
       for (int j = 0; j < 8; ++j) {
         uint8_t c = 0;
         if (valid) c = dev::fp8_code(__fsub_rn(x[j], vm[c0 + j]), vinv[c0 + j]);
-        v_tile[(c0 + j) * kBlockK + kpos] = c;
+        v_tile[(c0 + j) * kVTilePitch + kpos] = c;
       }
     } else {
       uint32_t vw[4] = {0u, 0u, 0u, 0u};
@@ -218,8 +253,13 @@ __global__ void __launch_bounds__(kQuantThreads)
   constexpr int kVecsPerChannel = kBlockK / 16;
   for (int i = threadIdx.x; i < dp * kVecsPerChannel; i += blockDim.x) {
     const int c = i / kVecsPerChannel, j = i % kVecsPerChannel;
-    *reinterpret_cast<uint4*>(vout + c * np + j * 16) =
-        *reinterpret_cast<const uint4*>(v_tile + c * kBlockK + j * 16);
+    const uint8_t* src = v_tile + c * kVTilePitch + j * 16;
+    uint32_t w[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q)
+      w[q] = uint32_t(src[4 * q]) | uint32_t(src[4 * q + 1]) << 8 | uint32_t(src[4 * q + 2]) << 16 |
+             uint32_t(src[4 * q + 3]) << 24;
+    *reinterpret_cast<uint4*>(vout + c * np + j * 16) = make_uint4(w[0], w[1], w[2], w[3]);
   }
 }
 
@@ -281,15 +321,17 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
       (reinterpret_cast<uintptr_t>(p.k) % 16 == 0) && (reinterpret_cast<uintptr_t>(p.v) % 16 == 0) &&
       p.k_stride_b % 8 == 0 && p.k_stride_h % 8 == 0 && p.k_stride_n % 8 == 0 &&
       p.v_stride_b % 8 == 0 && p.v_stride_h % 8 == 0 && p.v_stride_n % 8 == 0;
-  const dim3 stats_grid(unsigned(p.seqlen_k_padded / kMeanChunkTokens), unsigned(p.heads_kv),
+  const int64_t chunks = p.seqlen_k_padded / kMeanChunkTokens;
+  const int per_block = stats_chunks_per_block(p.head_dim_padded);
+  const dim3 stats_grid(unsigned((chunks + per_block - 1) / per_block), unsigned(p.heads_kv),
                         unsigned(p.batch));
-  if (bf16) kv_stats_kernel<true><<<stats_grid, kStatsThreads, 0, stream>>>(p);
-  else kv_stats_kernel<false><<<stats_grid, kStatsThreads, 0, stream>>>(p);
+  if (bf16) kv_stats_kernel<true><<<stats_grid, kStatsThreads, 0, stream>>>(p, aligned);
+  else kv_stats_kernel<false><<<stats_grid, kStatsThreads, 0, stream>>>(p, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 
   constexpr int kBlockK = kSm80Tiles.block_k;
   const dim3 grid(unsigned(p.seqlen_k_padded / kBlockK), unsigned(p.heads_kv), unsigned(p.batch));
-  const std::size_t smem = p.pv_mode == PvMode::kFp16 ? 0 : std::size_t(p.head_dim_padded) * kBlockK;
+  const std::size_t smem = p.pv_mode == PvMode::kFp16 ? 0 : std::size_t(p.head_dim_padded) * kVTilePitch;
   if (bf16) kv_quantize_kernel<true, kBlockK><<<grid, kQuantThreads, smem, stream>>>(p, aligned);
   else kv_quantize_kernel<false, kBlockK><<<grid, kQuantThreads, smem, stream>>>(p, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();

@@ -45,9 +45,15 @@ struct KernelConfig {
   // Two K stages when they fit, else one (fp16 P·V at D = 256 on 99 KB devices).
   static constexpr int kKStages = (2 * kKTile + 2 * kVTile <= kSmemBudget) ? 2 : 1;
   static constexpr int kVStages = 2;
-  // The int8 Q tile is only needed before the main loop: it shares the V stages' space.
-  static constexpr std::size_t kVRegion = (kVStages * kVTile > kQTile) ? kVStages * kVTile : kQTile;
-  static constexpr std::size_t kSmemBytes = kKStages * kKTile + kVRegion;
+  // Q fragments: kept in registers for the whole loop (hd64: they are few; hd256: two CTAs per
+  // SM are out of reach anyway), or re-read from a resident int8 Q tile every K block (hd128:
+  // frees the 16 registers whose lack made the two-CTA build spill; bench/NOTES.md).
+  static constexpr bool kQInRegisters = kD != 128;
+  // A Q tile in registers is only needed before the main loop: it shares the V stages' space.
+  static constexpr std::size_t kVRegion =
+      (!kQInRegisters || kVStages * kVTile > kQTile) ? kVStages * kVTile : kQTile;
+  static constexpr std::size_t kSmemBytes =
+      kKStages * kKTile + kVRegion + (kQInRegisters ? 0 : kQTile);
   // CTAs per SM the register allocation targets (__launch_bounds__): 2 caps registers at 128 so
   // two CTAs (16 warps) share an SM and hide each other's latency; D = 256 needs more registers.
   // (bench/NOTES.md: 1 CTA of 8 warps left 64% of scheduler cycles with no eligible warp.)

@@ -78,7 +78,8 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* k_smem = smem;                                   // [kKStages][64][kKPitch]
   uint8_t* v_smem = smem + Cfg::kKStages * Cfg::kKTile;     // [kVStages][...]
-  uint8_t* q_smem = v_smem;                                 // prologue only: [128][kQPitch]
+  // [128][kQPitch] int8: prologue only (in the V region) or resident (after the V region).
+  uint8_t* q_smem = Cfg::kQInRegisters ? v_smem : v_smem + Cfg::kVRegion;
   __shared__ float q_amax[kBlockQ];  // per local Q group (at most 128/32*8 = 32 used)
   __shared__ float q_km[kBlockQ];    // q . kmean per row (LSE correction)
 
@@ -159,8 +160,12 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
       a = fmaxf(a, fabsf(x[j]));
       if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
     }
-    dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
-    if (want_qkm) {  // fixed-order reduction over the row's lanes: deterministic LSE
+    // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
+    // order: deterministic LSE), then one lane per row touches shared memory.
+#pragma unroll
+    for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
+    if (want_qkm) {
 #pragma unroll
       for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
       if (i % kVecsPerRow == 0) q_km[r] = dot;
@@ -183,18 +188,18 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
 
   // Q fragments of this warp's 16 rows; one dequant factor per thread (rows g and g + 8 share
   // a group under every granularity: see include/sageattn/layout.h).
-  uint32_t q_frag[kKSteps][4];
-  {
-    const int mi = lane / 8;
-    const int r = warp * kRowsPerWarp + (mi % 2) * 8 + lane % 8;
+  // This thread's ldmatrix row address in the Q tile (rows warp*16.., 16-byte halves of k32).
+  const uint32_t q_addr = ptx::smem_u32(
+      q_smem + (warp * kRowsPerWarp + ((lane / 8) % 2) * 8 + lane % 8) * Cfg::kQPitch + (lane / 16) * 16);
+  uint32_t q_frag[Cfg::kQInRegisters ? kKSteps : 1][4];
+  if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-    for (int ks = 0; ks < kKSteps; ++ks)
-      ptx::ldmatrix_x4(q_frag[ks], ptx::smem_u32(q_smem + r * Cfg::kQPitch + ks * 32 + (mi / 2) * 16));
+    for (int ks = 0; ks < kKSteps; ++ks) ptx::ldmatrix_x4(q_frag[ks], q_addr + ks * 32);
   }
   const int r_lo = warp * kRowsPerWarp + g;  // CTA-local rows of this thread: r_lo, r_lo + 8
   const float q_amax_g = fmaxf(q_amax[qg.group_of(r_lo)], kMinAmax);
   const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), p.scale_log2);
-  __syncthreads();  // q_smem (the V region) is free from here on
+  __syncthreads();  // with Q in registers, q_smem (the V region) is free from here on
 
   if (n_blocks > 0) load_v(0, 0);
   ptx::cp_async_commit();
@@ -224,14 +229,21 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
       const int mi = lane / 8;
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
+        uint32_t qa[4];
+        if constexpr (Cfg::kQInRegisters) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) qa[e] = q_frag[ks][e];
+        } else {
+          ptx::ldmatrix_x4(qa, q_addr + ks * 32);
+        }
 #pragma unroll
         for (int np2 = 0; np2 < kNTilesS / 2; ++np2) {
           const int key = (2 * np2 + mi / 2) * 8 + lane % 8;
           uint32_t bfr[4];
           ptx::ldmatrix_x4(bfr, ptx::smem_u32(kt + key * Cfg::kKPitch + ks * 32 + (mi % 2) * 16));
           const uint32_t b0[2] = {bfr[0], bfr[1]}, b1[2] = {bfr[2], bfr[3]};
-          ptx::mma_s8_16832(s_int[2 * np2], q_frag[ks], b0);
-          ptx::mma_s8_16832(s_int[2 * np2 + 1], q_frag[ks], b1);
+          ptx::mma_s8_16832(s_int[2 * np2], qa, b0);
+          ptx::mma_s8_16832(s_int[2 * np2 + 1], qa, b1);
         }
       }
     }

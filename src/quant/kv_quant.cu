@@ -13,9 +13,6 @@ namespace {
 constexpr int kStatsThreads = 256;  // one thread per channel (dp <= 256)
 constexpr int kQuantThreads = 256;
 constexpr int kPartialFields = 4;   // k sum, v sum, v min, v max
-// Row pitch (bytes) of the fp8 V transpose tile [dp][block_k]: odd, so the byte stores of one
-// warp (8 channels apart per lane) fall in different banks.
-constexpr int kVTilePitch = kSm80Tiles.block_k + 1;
 
 struct SeqInfo {
   int64_t begin, len;  // first token (in the user's tensor) and token count of sequence b
@@ -159,7 +156,6 @@ __global__ void __launch_bounds__(kQuantThreads)
 
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
   __shared__ float amax_k[kBlockK];  // per group of this block (count <= block_k)
-  extern __shared__ uint8_t v_tile[];  // fp8: [dp][kVTilePitch] codes at permuted k-positions
   for (int i = threadIdx.x; i < kg.count; i += blockDim.x) amax_k[i] = 0.0f;
   __syncthreads();
 
@@ -214,7 +210,8 @@ __global__ void __launch_bounds__(kQuantThreads)
     }
     *reinterpret_cast<uint2*>(p.k_codes + (bh * np + t) * dp + c0) = make_uint2(kw[0], kw[1]);
 
-    // ---- V ----
+    // ---- V, fp16 mode: same [np][dp] layout as the input ----
+    if (fp8) continue;
     float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (valid) {
       const int64_t off = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h +
@@ -222,44 +219,46 @@ __global__ void __launch_bounds__(kQuantThreads)
       if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.v) + off, x);
       else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.v, off + j);
     }
-    if (fp8) {
-      const int kpos = (tb / 32) * 32 + fp8_v_kpos(tb % 32);
+    uint32_t vw[4] = {0u, 0u, 0u, 0u};
+    if (valid) {
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        uint8_t c = 0;
-        if (valid) c = dev::fp8_code(__fsub_rn(x[j], vm[c0 + j]), vinv[c0 + j]);
-        v_tile[(c0 + j) * kVTilePitch + kpos] = c;
+        const uint32_t c = dev::fp16_code(__fsub_rn(x[j], vm[c0 + j]), vinv[c0 + j]);
+        vw[j / 2] |= c << (16 * (j % 2));
       }
-    } else {
-      uint32_t vw[4] = {0u, 0u, 0u, 0u};
-      if (valid) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const uint32_t c = dev::fp16_code(__fsub_rn(x[j], vm[c0 + j]), vinv[c0 + j]);
-          vw[j / 2] |= c << (16 * (j % 2));
-        }
-      }
-      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (bh * np + t) * dp + c0) =
-          make_uint4(vw[0], vw[1], vw[2], vw[3]);
     }
+    *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (bh * np + t) * dp + c0) =
+        make_uint4(vw[0], vw[1], vw[2], vw[3]);
   }
   if (threadIdx.x < kg.count && t_base < max(s.len, int64_t(1)))
     p.k_scales[bh * (np / kBlockK) * kg.count + blk * kg.count + threadIdx.x] =
         __fdiv_rn(fmaxf(amax_k[threadIdx.x], kMinAmax), kInt8Max);
   if (!fp8) return;
-  __syncthreads();
-  // Transposed fp8 V rows: channel c's kBlockK codes are contiguous in [dp][np].
+  // fp8 V, transposed: thread = (channel c, 32-token chunk q). It reads the chunk's 32 values of
+  // channel c (for each token, consecutive threads read consecutive channels: coalesced) and
+  // writes the 32 codes in k-position order (quant::fp8_v_kpos) as two 16-byte stores.
+  constexpr int kChunk = 32;
+  const int64_t v_base = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h;
   auto* vout = static_cast<uint8_t*>(p.v_codes) + bh * dp * np + t_base;
-  constexpr int kVecsPerChannel = kBlockK / 16;
-  for (int i = threadIdx.x; i < dp * kVecsPerChannel; i += blockDim.x) {
-    const int c = i / kVecsPerChannel, j = i % kVecsPerChannel;
-    const uint8_t* src = v_tile + c * kVTilePitch + j * 16;
-    uint32_t w[4];
+  for (int i = threadIdx.x; i < dp * (kBlockK / kChunk); i += blockDim.x) {
+    const int c = static_cast<int>(i % dp), q = static_cast<int>(i / dp);
+    uint32_t w[kChunk / 4] = {};
+    if (c < d) {
+      const float mean = vm[c], inv = vinv[c];
 #pragma unroll
-    for (int q = 0; q < 4; ++q)
-      w[q] = uint32_t(src[4 * q]) | uint32_t(src[4 * q + 1]) << 8 | uint32_t(src[4 * q + 2]) << 16 |
-             uint32_t(src[4 * q + 3]) << 24;
-    *reinterpret_cast<uint4*>(vout + c * np + j * 16) = make_uint4(w[0], w[1], w[2], w[3]);
+      for (int u = 0; u < kChunk; ++u) {
+        const int64_t t = t_base + q * kChunk + u;
+        if (t < s.len) {
+          const float x = load_elem<kBf16>(p.v, v_base + (s.begin + t) * p.v_stride_n + c);
+          const uint32_t code = dev::fp8_code(__fsub_rn(x, mean), inv);
+          const int kpos = fp8_v_kpos(u);  // compile-time after unrolling
+          w[kpos / 4] |= code << (8 * (kpos % 4));
+        }
+      }
+    }
+    auto* dst = reinterpret_cast<uint4*>(vout + int64_t(c) * np + q * kChunk);
+    dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
+    dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
   }
 }
 
@@ -331,9 +330,8 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
 
   constexpr int kBlockK = kSm80Tiles.block_k;
   const dim3 grid(unsigned(p.seqlen_k_padded / kBlockK), unsigned(p.heads_kv), unsigned(p.batch));
-  const std::size_t smem = p.pv_mode == PvMode::kFp16 ? 0 : std::size_t(p.head_dim_padded) * kVTilePitch;
-  if (bf16) kv_quantize_kernel<true, kBlockK><<<grid, kQuantThreads, smem, stream>>>(p, aligned);
-  else kv_quantize_kernel<false, kBlockK><<<grid, kQuantThreads, smem, stream>>>(p, aligned);
+  if (bf16) kv_quantize_kernel<true, kBlockK><<<grid, kQuantThreads, 0, stream>>>(p, aligned);
+  else kv_quantize_kernel<false, kBlockK><<<grid, kQuantThreads, 0, stream>>>(p, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,7 +22,7 @@ from . import _C, _core, layout
 __version__: str = _C.__version__
 CUDA_BUILD: bool = _C.CUDA_BUILD  # whether this build has the CUDA backend
 
-__all__ = ["sageattn", "varlen", "sdpa", "patch_sdpa", "unpatch_sdpa", "sdpa_patched",
+__all__ = ["sageattn", "varlen", "sdpa", "patch_sdpa", "unpatch_sdpa", "sdpa_patched", "sdpa_fallback_reason",
            "gpu_available", "resolve_pv_mode", "layout", "CUDA_BUILD", "TORCH_ERROR", "__version__"]
 
 # torch integration, when torch is importable. A broken torch install leaves numpy/DLPack use
@@ -151,6 +151,15 @@ def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scal
     SDPA, with a one-time warning naming the reason; docs/PYTHON.md has the table.
     """
     return _need_torch("sdpa").sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+
+
+def sdpa_fallback_reason(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                         enable_gqa=False) -> Optional[str]:
+    """Why :func:`sdpa` would hand these arguments to torch's SDPA, or None when sageattn computes
+    them (barring a head dim or GPU this build has no kernels for, found out at run time)."""
+    reason = _need_torch("sdpa_fallback_reason").sdpa_fallback_reason(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    return None if reason is None else reason[1]
 
 
 def patch_sdpa() -> None:

@@ -1,9 +1,11 @@
 // src/attention/sm80/config.h: compile-time configuration of the mma.sync attention kernel.
 //
-// One CTA computes kSm80Tiles.block_q = 128 query rows of one (sequence, head) with 8 warps of
-// 16 rows each, visiting K/V in blocks of block_k = 64 keys. Shared memory holds K tiles (int8,
-// [64][D]), V tiles (fp8 transposed [D][64], or fp16 [64][D]) and, in the prologue only, the
-// int8 Q tile (which then lives in registers as mma A fragments). Every shared row is padded by
+// One CTA computes kSm80Tiles.block_q = 128 query rows of one (sequence, head), visiting K/V in
+// blocks of block_k = 64 keys. A warp owns kMTiles m16 tiles (16 or 32 rows): with two, every K or
+// V fragment it reads from shared memory feeds two MMAs (half the ldmatrix traffic per FLOP) at
+// the price of twice the accumulator registers. Shared memory holds K tiles (int8, [64][D]), V
+// tiles (fp8 transposed [D][64], or fp16 [64][D]) and the int8 Q tile (resident, or in the
+// prologue only when Q lives in registers as mma A fragments). Every shared row is padded by
 // 16 bytes so the 8 row addresses of an ldmatrix land in 8 different bank groups.
 #pragma once
 
@@ -13,19 +15,25 @@
 
 namespace sageattn::sm80 {
 
-inline constexpr int kThreads = 256;
-inline constexpr int kWarps = kThreads / 32;
 inline constexpr int kBlockQ = kSm80Tiles.block_q;
 inline constexpr int kBlockK = kSm80Tiles.block_k;
-inline constexpr int kRowsPerWarp = kBlockQ / kWarps;  // 16: one m16 tile per warp
 inline constexpr int kRowPad = 16;                      // bytes of padding per shared row
 // Shared memory a block may use on every sm80-family device (sm86/sm89 allow 99 KB per block).
 inline constexpr std::size_t kSmemBudget = 99 * 1024;
 
-static_assert(kRowsPerWarp == 16, "the kernel maps one m16 MMA tile to each warp");
-static_assert(kSm80Tiles.warp_q % kRowsPerWarp == 0,
-              "a Q quantization group must cover whole warps' rows");
 static_assert(kBlockK == 64, "P fragments are built for 64-key blocks");
+
+// m16 tiles per warp for a head dim (see the header comment; bench/NOTES.md has the measurements).
+// SAGEATTN_SM80_MTILES_HD<d> overrides it for experiments.
+#ifndef SAGEATTN_SM80_MTILES_HD64
+#define SAGEATTN_SM80_MTILES_HD64 1
+#endif
+#ifndef SAGEATTN_SM80_MTILES_HD128
+#define SAGEATTN_SM80_MTILES_HD128 2
+#endif
+constexpr int m_tiles_for(int head_dim) {
+  return head_dim == 64 ? SAGEATTN_SM80_MTILES_HD64 : head_dim == 128 ? SAGEATTN_SM80_MTILES_HD128 : 1;
+}
 
 template <int kHeadDim, PvMode kMode>
 struct KernelConfig {
@@ -34,6 +42,13 @@ struct KernelConfig {
                 "resolved PV mode");
   static constexpr int kD = kHeadDim;
   static constexpr bool kFp8 = kMode != PvMode::kFp16;
+  static constexpr int kMTiles = m_tiles_for(kD);
+  static constexpr int kRowsPerWarp = 16 * kMTiles;
+  static constexpr int kWarps = kBlockQ / kRowsPerWarp;
+  static constexpr int kThreads = 32 * kWarps;
+  static_assert(kMTiles == 1 || kMTiles == 2, "one or two m16 tiles per warp");
+  static_assert(kSm80Tiles.warp_q % kRowsPerWarp == 0,
+                "a Q quantization group must cover whole warps' rows (one dequant factor per thread)");
   static constexpr int kKPitch = kD + kRowPad;                 // bytes per K row (int8)
   static constexpr int kQPitch = kD + kRowPad;                 // bytes per Q row (int8)
   static constexpr int kVPitch = kFp8 ? kBlockK + kRowPad      // fp8: [D][64] bytes
@@ -49,14 +64,16 @@ struct KernelConfig {
   // SM are out of reach anyway), or re-read from a resident int8 Q tile every K block (hd128:
   // frees the 16 registers whose lack made the two-CTA build spill; bench/NOTES.md).
   static constexpr bool kQInRegisters = kD != 128;
+  static_assert(!kQInRegisters || kMTiles == 1 || kD <= 64, "Q fragments in registers: few of them");
   // A Q tile in registers is only needed before the main loop: it shares the V stages' space.
   static constexpr std::size_t kVRegion =
       (!kQInRegisters || kVStages * kVTile > kQTile) ? kVStages * kVTile : kQTile;
   static constexpr std::size_t kSmemBytes =
       kKStages * kKTile + kVRegion + (kQInRegisters ? 0 : kQTile);
-  // CTAs per SM the register allocation targets (__launch_bounds__): 2 caps registers at 128 so
-  // two CTAs (16 warps) share an SM and hide each other's latency; D = 256 needs more registers.
-  // (bench/NOTES.md: 1 CTA of 8 warps left 64% of scheduler cycles with no eligible warp.)
+  // CTAs per SM the register allocation targets (__launch_bounds__). One m16 tile per warp: 2 CTAs
+  // of 8 warps cap registers at 128 so 16 warps share an SM and hide each other's latency
+  // (bench/NOTES.md: 1 CTA of 8 warps left 64% of scheduler cycles with no eligible warp); D = 256
+  // needs more registers. Two m16 tiles per warp: 2 CTAs of 4 warps, up to 255 registers.
   static constexpr int kMinBlocksPerSm = kD <= 128 ? 2 : 1;
   static_assert(kSmemBytes <= kSmemBudget, "shared memory budget");
   static_assert(kKPitch % 16 == 0 && kVPitch % 16 == 0 && ((kKPitch / 16) % 2) == 1 &&

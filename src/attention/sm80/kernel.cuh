@@ -1,9 +1,11 @@
 // src/attention/sm80/kernel.cuh: the mma.sync attention kernel (sm80, sm86, sm89, sm90).
 //
-// One CTA = 128 query rows of one (sequence, query head); 8 warps x 16 rows (config.h).
+// One CTA = 128 query rows of one (sequence, query head); each warp owns kMTiles m16 tiles
+// (config.h: 8 warps x 16 rows, or 4 warps x 32 rows where one fragment feeds two MMAs).
 //   prologue : Q rows are read twice from global memory: once for the int8 group amax (and
 //              q . kmean for the LSE), once to quantize into shared memory; each warp then
-//              keeps its Q as mma A fragments in registers for the whole loop.
+//              keeps its Q as mma A fragments in registers for the whole loop, or re-reads them
+//              from the resident Q tile every K block (Cfg::kQInRegisters).
 //   main loop: for each 64-key block, S = Q8 K8^T (mma m16n8k32 s8, int32), dequantized by
 //              sq * sk into base-2 logits; causal / tail masks; online softmax (exp2); P.V with
 //              P from registers: fp16 (m16n8k16, fp32 accumulate) or e4m3 (m16n8k32; the block's
@@ -16,8 +18,10 @@
 // __syncthreads() that follows the last read of its previous contents.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -64,11 +68,14 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
 }
 
 template <int kHeadDim, PvMode kMode>
-__global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMinBlocksPerSm))
+__global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
+                                  KernelConfig<kHeadDim, kMode>::kMinBlocksPerSm)
     attention_kernel(const __grid_constant__ KernelParams p) {
   using Cfg = KernelConfig<kHeadDim, kMode>;
   constexpr int kD = Cfg::kD;
-  constexpr int kKSteps = kD / 32;    // int8 k-steps of Q.K^T
+  constexpr int kM = Cfg::kMTiles;       // m16 tiles of this warp
+  constexpr int kThreads = Cfg::kThreads;
+  constexpr int kKSteps = kD / 32;       // int8 k-steps of Q.K^T
   constexpr int kNTilesS = kBlockK / 8;  // 8 n-tiles of keys
   constexpr int kNTilesO = kD / 8;       // output n-tiles (channels)
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
@@ -94,45 +101,55 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
   const int g = lane / 4, t = lane % 4;
 
   // ---- the key blocks this tile visits ----
-  const int64_t k_len = sb.k_len, q_len = sb.q_len;
-  int64_t n_blocks = (k_len + kBlockK - 1) / kBlockK;
+  // Token counts and indices inside one sequence fit int32 (launch.cu checks the lengths); 32-bit
+  // loop state leaves more registers to the accumulators.
+  const int k_len = int(sb.k_len), q_len = int(sb.q_len);
+  const int diag = k_len - q_len;  // causal: row i sees keys j <= i + diag (bottom-right aligned)
+  int n_blocks = (k_len + kBlockK - 1) / kBlockK;
   const bool causal = p.mask == MaskMode::kCausal;
   if (causal) {
-    const int64_t last_row = (row0 + kBlockQ < q_len ? row0 + kBlockQ : q_len) - 1;
-    const int64_t last_key = last_row + k_len - q_len;  // inclusive; < 0: nothing visible
-    const int64_t visible_blocks = last_key < 0 ? 0 : (last_key + kBlockK) / kBlockK;
+    const int last_row = (int(row0) + kBlockQ < q_len ? int(row0) + kBlockQ : q_len) - 1;
+    const int last_key = last_row + diag;  // inclusive; < 0: nothing visible
+    const int visible_blocks = last_key < 0 ? 0 : (last_key + kBlockK) / kBlockK;
     n_blocks = visible_blocks < n_blocks ? visible_blocks : n_blocks;
   }
 
   const int8_t* k_src = p.k_codes + bhk * np * kD;
   const uint8_t* v_src = static_cast<const uint8_t*>(p.v_codes) + bhk * np * kD * (Cfg::kFp8 ? 1 : 2);
 
-  auto load_k = [&](int64_t blk, int stage) {
-    uint8_t* dst = k_smem + stage * Cfg::kKTile;
-    const int8_t* src = k_src + blk * kBlockK * kD;
-    constexpr int kChunks = kBlockK * kD / 16;
-    for (int i = tid; i < kChunks; i += kThreads) {
-      const int r = i / (kD / 16), c = i % (kD / 16);
-      ptx::cp_async_16(ptx::smem_u32(dst + r * Cfg::kKPitch + c * 16), src + r * kD + c * 16, 16);
-    }
+  // cp.async coordinates: thread tid copies 16-byte chunk tid % kCols of row tid / kCols, then
+  // the same chunk kThreads / kCols rows further on, and so on: one base address per operand and
+  // compile-time offsets (no per-chunk address registers live across the loop).
+  constexpr int kKCols = kD / 16;                           // K: [64 keys][kD bytes]
+  constexpr int kVCols = Cfg::kFp8 ? kBlockK / 16 : kD * 2 / 16;  // V: [kD][64 B] or [64][2 kD B]
+  constexpr int kVRowsTotal = Cfg::kFp8 ? kD : kBlockK;
+  static_assert(kThreads % kKCols == 0 && kThreads % kVCols == 0, "whole rows per pass");
+  constexpr int kKRowsPerPass = kThreads / kKCols, kVRowsPerPass = kThreads / kVCols;
+  static_assert(kBlockK % kKRowsPerPass == 0 && kVRowsTotal % kVRowsPerPass == 0, "whole passes");
+  const uint32_t k_dst0 = ptx::smem_u32(k_smem) + (tid / kKCols) * Cfg::kKPitch + (tid % kKCols) * 16;
+  const int8_t* k_src0 = k_src + (tid / kKCols) * kD + (tid % kKCols) * 16;
+  const uint32_t v_dst0 = ptx::smem_u32(v_smem) + (tid / kVCols) * Cfg::kVPitch + (tid % kVCols) * 16;
+  // fp8: row = channel (stride np bytes), fp16: row = token (stride 2 kD bytes).
+  const int64_t v_row_stride = Cfg::kFp8 ? np : int64_t(kD) * 2;
+  const uint8_t* v_src0 = v_src + (tid / kVCols) * v_row_stride + (tid % kVCols) * 16;
+#ifndef SAGEATTN_SM80_LOAD_UNROLL
+#define SAGEATTN_SM80_LOAD_UNROLL 1
+#endif
+  constexpr int kLoadUnroll = SAGEATTN_SM80_LOAD_UNROLL;
+  auto load_k = [&](int blk, int stage) {
+    const int8_t* src = k_src0 + int64_t(blk) * kBlockK * kD;
+#pragma unroll (kLoadUnroll)
+    for (int pass = 0; pass < kBlockK / kKRowsPerPass; ++pass)
+      ptx::cp_async_16(k_dst0 + stage * Cfg::kKTile + pass * kKRowsPerPass * Cfg::kKPitch,
+                       src + pass * kKRowsPerPass * kD, 16);
   };
-  auto load_v = [&](int64_t blk, int stage) {
-    uint8_t* dst = v_smem + stage * Cfg::kVTile;
-    if constexpr (Cfg::kFp8) {  // [kD channels][64 k-positions]
-      constexpr int kChunks = kD * kBlockK / 16;
-      for (int i = tid; i < kChunks; i += kThreads) {
-        const int c = i / (kBlockK / 16), j = i % (kBlockK / 16);
-        ptx::cp_async_16(ptx::smem_u32(dst + c * Cfg::kVPitch + j * 16),
-                         v_src + c * np + blk * kBlockK + j * 16, 16);
-      }
-    } else {  // [64 tokens][kD halves]
-      constexpr int kChunks = kBlockK * kD * 2 / 16;
-      for (int i = tid; i < kChunks; i += kThreads) {
-        const int r = i / (kD * 2 / 16), c = i % (kD * 2 / 16);
-        ptx::cp_async_16(ptx::smem_u32(dst + r * Cfg::kVPitch + c * 16),
-                         v_src + ((blk * kBlockK + r) * kD) * 2 + c * 16, 16);
-      }
-    }
+  auto load_v = [&](int blk, int stage) {
+    // fp8: the block's 64 k-positions of every channel; fp16: the block's 64 token rows.
+    const uint8_t* src = v_src0 + int64_t(blk) * (Cfg::kFp8 ? kBlockK : kBlockK * kD * 2);
+#pragma unroll (kLoadUnroll)
+    for (int pass = 0; pass < kVRowsTotal / kVRowsPerPass; ++pass)
+      ptx::cp_async_16(v_dst0 + stage * Cfg::kVTile + pass * kVRowsPerPass * Cfg::kVPitch,
+                       src + pass * kVRowsPerPass * v_row_stride, 16);
   };
 
   if (n_blocks > 0) load_k(0, 0);
@@ -172,6 +189,7 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
     }
   }
   __syncthreads();
+  const bool negative_scale = p.scale_log2 < 0.0f;
   for (int i = tid; i < kQVecs; i += kThreads) {
     const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
     const int64_t row = row0 + r;
@@ -180,61 +198,95 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
     const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
     uint32_t w[2] = {0u, 0u};
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-      w[j / 4] |= uint32_t(static_cast<uint8_t>(dev::int8_code(x[j], inv))) << (8 * (j % 4));
+    for (int j = 0; j < 8; ++j) {
+      // A negative softmax scale is carried by the codes (-c is exact in [-127, 127]) so that the
+      // dequantization factor stays >= 0 and the row max can be taken on the int32 logits.
+      const int code = dev::int8_code(x[j], inv);
+      w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
+    }
     *reinterpret_cast<uint2*>(q_smem + r * Cfg::kQPitch + c0) = make_uint2(w[0], w[1]);
   }
   __syncthreads();
 
-  // Q fragments of this warp's 16 rows; one dequant factor per thread (rows g and g + 8 share
-  // a group under every granularity: see include/sageattn/layout.h).
-  // This thread's ldmatrix row address in the Q tile (rows warp*16.., 16-byte halves of k32).
+  // This thread's rows: CTA-local r_lo(mt) = warp * kRowsPerWarp + 16 * mt + g, and r_lo + 8.
+  // All of them share one Q group under every granularity (warp_q covers a warp's rows; the
+  // per-thread groups follow g: include/sageattn/layout.h), hence one dequant factor.
+  const int r_warp = warp * Cfg::kRowsPerWarp;
+  // This thread's ldmatrix row address in the Q tile (16 rows of m-tile mt, 16-byte halves of k32).
   const uint32_t q_addr = ptx::smem_u32(
-      q_smem + (warp * kRowsPerWarp + ((lane / 8) % 2) * 8 + lane % 8) * Cfg::kQPitch + (lane / 16) * 16);
-  uint32_t q_frag[Cfg::kQInRegisters ? kKSteps : 1][4];
+      q_smem + (r_warp + ((lane / 8) % 2) * 8 + lane % 8) * Cfg::kQPitch + (lane / 16) * 16);
+  constexpr uint32_t kQMTileBytes = 16 * Cfg::kQPitch;
+  uint32_t q_frag[Cfg::kQInRegisters ? kM : 1][Cfg::kQInRegisters ? kKSteps : 1][4];
   if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-    for (int ks = 0; ks < kKSteps; ++ks) ptx::ldmatrix_x4(q_frag[ks], q_addr + ks * 32);
+    for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) ptx::ldmatrix_x4(q_frag[mt][ks], q_addr + mt * kQMTileBytes + ks * 32);
   }
-  const int r_lo = warp * kRowsPerWarp + g;  // CTA-local rows of this thread: r_lo, r_lo + 8
-  const float q_amax_g = fmaxf(q_amax[qg.group_of(r_lo)], kMinAmax);
-  const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), p.scale_log2);
+  const float q_amax_g = fmaxf(q_amax[qg.group_of(r_warp + g)], kMinAmax);
+  const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), fabsf(p.scale_log2));  // >= 0
   __syncthreads();  // with Q in registers, q_smem (the V region) is free from here on
 
   if (n_blocks > 0) load_v(0, 0);
   ptx::cp_async_commit();
 
   // ---- main loop ----
-  float acc[kNTilesO][4];
+  float acc[kM][kNTilesO][4];
 #pragma unroll
-  for (int n = 0; n < kNTilesO; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-  float m_row[2] = {kNegInf, kNegInf};  // running max (base 2) of rows r_lo, r_lo + 8
-  float l_row[2] = {0.0f, 0.0f};        // this thread's share of the running sum
+  for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+    for (int n = 0; n < kNTilesO; ++n) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+  // Running max (base 2) and this thread's share of the running sum of rows r_lo(mt) (+8 * hr).
+  float m_row[kM][2], l_row[kM][2];
+#pragma unroll
+  for (int mt = 0; mt < kM; ++mt) m_row[mt][0] = m_row[mt][1] = kNegInf, l_row[mt][0] = l_row[mt][1] = 0.0f;
   const GroupSpec kg = kTiles.k_groups(p.granularity);
   const float* k_scale_src = p.k_scales + bhk * (np / kBlockK) * kg.count;
-  const int64_t row_lo = row0 + r_lo;  // sequence-local rows of this thread
+  const int row_lo = int(row0) + r_warp + g;  // sequence-local row of m-tile 0, half 0
+  // Keys visible to row r: key < key_limit(r) (the tail, and the causal diagonal).
+  auto key_limit = [&](int row) {
+    return causal ? (row + diag + 1 < k_len ? row + diag + 1 : k_len) : k_len;
+  };
 
-  for (int64_t j = 0; j < n_blocks; ++j) {
-    const int ks_stage = Cfg::kKStages == 2 ? int(j & 1) : 0;
-    const int v_stage = int(j & 1);
+  // One K block. kMask: some key of the block is invisible to some row of the CTA (the last
+  // block of a ragged length, the blocks on the causal diagonal); the other blocks skip the
+  // masking code entirely. The body has no data-dependent branch, so the compiler can overlap
+  // the second m-tile's MMAs with the first one's softmax.
+  auto block = [&](int j, auto mask_tag) {
+    constexpr bool kMask = decltype(mask_tag)::value;
+    constexpr int32_t kMasked = INT32_MIN;  // below any logit: |q8 . k8| <= 127^2 * 256
+    const int ks_stage = Cfg::kKStages == 2 ? (j & 1) : 0;
+    const int v_stage = j & 1;
+    const int j_next = j + 1 < n_blocks ? j + 1 : j;  // the last block reloads itself: unread
     ptx::cp_async_wait<1>();  // K_j has landed (V_j may still be in flight)
     __syncthreads();
 
-    // S = Q8 . K8^T
-    int32_t s_int[kNTilesS][4];
+    // Per m-tile: S = Q8 . K8^T (int32); each thread's row max on its integer logits (its dequant
+    // factor dq >= 0 is monotone, so max(s * dq) = max(s) * dq exactly); P = exp2(s * dq - m_shift)
+    // in one FFMA, packed into MMA A fragments. One m-tile's S is live at a time (the accumulators
+    // of both already take 128 registers at D = 128); the second m-tile's MMAs do not depend on
+    // the first one's softmax, so the scheduler can overlap them.
+    constexpr int kPaSteps = Cfg::kFp8 ? 2 : 4;  // k32 e4m3 steps or k16 f16 steps of 64 keys
+    uint32_t pa[kM][kPaSteps][4];
+    float alpha[kM][2];
+    const float sk = k_scale_src[j * kg.count + (kg.count == 4 ? t : 0)];
+    const float dq = __fmul_rn(sq, sk);
+    const int key0 = j * kBlockK;
+    const uint8_t* kt = k_smem + ks_stage * Cfg::kKTile;
 #pragma unroll
-    for (int n = 0; n < kNTilesS; ++n) s_int[n][0] = s_int[n][1] = s_int[n][2] = s_int[n][3] = 0;
-    {
-      const uint8_t* kt = k_smem + ks_stage * Cfg::kKTile;
+    for (int mt = 0; mt < kM; ++mt) {
+      int32_t s_int[kNTilesS][4];
+#pragma unroll
+      for (int n = 0; n < kNTilesS; ++n) s_int[n][0] = s_int[n][1] = s_int[n][2] = s_int[n][3] = 0;
       const int mi = lane / 8;
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
         uint32_t qa[4];
         if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) qa[e] = q_frag[ks][e];
+          for (int e = 0; e < 4; ++e) qa[e] = q_frag[mt][ks][e];
         } else {
-          ptx::ldmatrix_x4(qa, q_addr + ks * 32);
+          ptx::ldmatrix_x4(qa, q_addr + mt * kQMTileBytes + ks * 32);
         }
 #pragma unroll
         for (int np2 = 0; np2 < kNTilesS / 2; ++np2) {
@@ -246,87 +298,115 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
           ptx::mma_s8_16832(s_int[2 * np2 + 1], qa, b1);
         }
       }
+      if constexpr (kMask) {
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+          const int lim = key_limit(row_lo + 16 * mt + 8 * hr) - key0 - 2 * t;
+#pragma unroll
+          for (int n = 0; n < kNTilesS; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              s_int[n][2 * hr + e] = n * 8 + e < lim ? s_int[n][2 * hr + e] : kMasked;
+        }
+      }
+
+      // Online softmax (rows r_lo(mt): e = 0,1; r_lo(mt) + 8: e = 2,3).
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+#ifndef SAGEATTN_SM80_TREE_MAX
+#define SAGEATTN_SM80_TREE_MAX 1
+#endif
+#if SAGEATTN_SM80_TREE_MAX
+        int32_t mx[kNTilesS];  // pairwise tree: exact (max is associative), short dependency chains
+#pragma unroll
+        for (int n = 0; n < kNTilesS; ++n) mx[n] = max(s_int[n][2 * hr], s_int[n][2 * hr + 1]);
+#pragma unroll
+        for (int w = kNTilesS / 2; w > 0; w /= 2)
+#pragma unroll
+          for (int n = 0; n < w; ++n) mx[n] = max(mx[n], mx[n + w]);
+        const int32_t mx0 = mx[0];
+#else
+        int32_t mx0 = kMasked;
+#pragma unroll
+        for (int n = 0; n < kNTilesS; ++n) mx0 = max(mx0, max(s_int[n][2 * hr], s_int[n][2 * hr + 1]));
+#endif
+        // This thread's max in fp32 (all its keys share dq), then across the row's 4 threads (whose
+        // dq differ under per-thread K groups).
+        float m_blk = (kMask && mx0 == kMasked) ? kNegInf : __fmul_rn(static_cast<float>(mx0), dq);
+        m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
+        m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
+        const float m_new = fmaxf(m_row[mt][hr], m_blk);
+        alpha[mt][hr] = m_row[mt][hr] == kNegInf ? 0.0f : ptx::exp2_approx(m_row[mt][hr] - m_new);
+        // A row with nothing visible yet keeps m = -inf; its P are 0 (masked: kMasked -> -inf).
+        const float neg_shift = m_new == kNegInf ? 0.0f : kPOffset - m_new;
+        float sum[2] = {0.0f, 0.0f};  // two chains (even and odd keys of each pair)
+#pragma unroll
+        for (int n = 0; n < kNTilesS; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int32_t si = s_int[n][2 * hr + e];
+            float x = fmaf(static_cast<float>(si), dq, neg_shift);
+            if constexpr (kMask) x = si == kMasked ? kNegInf : x;
+            const float pv = ptx::exp2_approx(x);
+            s_int[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S (same registers)
+            sum[e] += pv;
+          }
+        l_row[mt][hr] = l_row[mt][hr] * alpha[mt][hr] + (sum[0] + sum[1]);
+        m_row[mt][hr] = m_new;
+      }
+      auto pf = [&](int n, int e) { return __int_as_float(s_int[n][e]); };
+      if constexpr (Cfg::kFp8) {  // two k32 steps; k-positions follow quant::fp8_v_kpos
+#pragma unroll
+        for (int st = 0; st < 2; ++st) {
+          const int n0 = 4 * st;
+          pa[mt][st][0] = pack_e4m3x4(pf(n0, 0), pf(n0, 1), pf(n0 + 1, 0), pf(n0 + 1, 1));
+          pa[mt][st][1] = pack_e4m3x4(pf(n0, 2), pf(n0, 3), pf(n0 + 1, 2), pf(n0 + 1, 3));
+          pa[mt][st][2] = pack_e4m3x4(pf(n0 + 2, 0), pf(n0 + 2, 1), pf(n0 + 3, 0), pf(n0 + 3, 1));
+          pa[mt][st][3] = pack_e4m3x4(pf(n0 + 2, 2), pf(n0 + 2, 3), pf(n0 + 3, 2), pf(n0 + 3, 3));
+        }
+      } else {  // four k16 steps
+#pragma unroll
+        for (int st = 0; st < 4; ++st) {
+          pa[mt][st][0] = ptx::cvt_f16x2(pf(2 * st, 0), pf(2 * st, 1));
+          pa[mt][st][1] = ptx::cvt_f16x2(pf(2 * st, 2), pf(2 * st, 3));
+          pa[mt][st][2] = ptx::cvt_f16x2(pf(2 * st + 1, 0), pf(2 * st + 1, 1));
+          pa[mt][st][3] = ptx::cvt_f16x2(pf(2 * st + 1, 2), pf(2 * st + 1, 3));
+        }
+      }
     }
-    if constexpr (Cfg::kKStages == 2) {
-      if (j + 1 < n_blocks) load_k(j + 1, (j + 1) & 1);
+    if constexpr (Cfg::kKStages == 2) {  // stage (j + 1) & 1 was last read in block j - 1
+      load_k(j_next, (j + 1) & 1);
       ptx::cp_async_commit();
     }
-
-    // Dequantize into base-2 logits and mask.
-    const float sk = k_scale_src[j * kg.count + (kg.count == 4 ? t : 0)];
-    const float dq = __fmul_rn(sq, sk);
-    float s[kNTilesS][4];
+    // alpha == 1 exactly when a row's max did not move (ex2(0) = 1): multiplying by it is the
+    // identity, so a warp whose rows all kept their max skips the rescale (most blocks of a long
+    // sequence; bench/NOTES.md section 6).
+    bool unit = true;
 #pragma unroll
-    for (int n = 0; n < kNTilesS; ++n)
+    for (int mt = 0; mt < kM; ++mt) unit = unit && alpha[mt][0] == 1.0f && alpha[mt][1] == 1.0f;
+    if (!__all_sync(0xffffffffu, unit)) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = __fmul_rn(static_cast<float>(s_int[n][e]), dq);
-    const int64_t key0 = j * kBlockK;
-    const bool need_mask = key0 + kBlockK > k_len || (causal && key0 + kBlockK - 1 > row0 + k_len - q_len);
-    if (need_mask) {
+      for (int mt = 0; mt < kM; ++mt)
 #pragma unroll
-      for (int n = 0; n < kNTilesS; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t key = key0 + n * 8 + 2 * t + (e & 1);
-          const int64_t row = row_lo + (e >= 2 ? 8 : 0);
-          const bool visible = key < k_len && (!causal || key <= row + k_len - q_len);
-          if (!visible) s[n][e] = kNegInf;
+        for (int n = 0; n < kNTilesO; ++n) {
+          acc[mt][n][0] *= alpha[mt][0], acc[mt][n][1] *= alpha[mt][0];
+          acc[mt][n][2] *= alpha[mt][1], acc[mt][n][3] *= alpha[mt][1];
         }
-    }
-
-    // Online softmax (rows r_lo: e = 0,1; r_lo + 8: e = 2,3).
-    float alpha[2];
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float mx = kNegInf;
-#pragma unroll
-      for (int n = 0; n < kNTilesS; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * hr], s[n][2 * hr + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m_row[hr], mx);
-      alpha[hr] = m_row[hr] == kNegInf ? 0.0f : ptx::exp2_approx(m_row[hr] - m_new);
-      // A row with nothing visible yet keeps m = -inf; its P are exp2(-inf) = 0.
-      const float m_shift = m_new == kNegInf ? 0.0f : m_new - kPOffset;
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < kNTilesS; ++n)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pv = ptx::exp2_approx(s[n][2 * hr + e] - m_shift);
-          s[n][2 * hr + e] = pv;
-          sum += pv;
-        }
-      l_row[hr] = l_row[hr] * alpha[hr] + sum;
-      m_row[hr] = m_new;
-    }
-#pragma unroll
-    for (int n = 0; n < kNTilesO; ++n) {
-      acc[n][0] *= alpha[0], acc[n][1] *= alpha[0];
-      acc[n][2] *= alpha[1], acc[n][3] *= alpha[1];
     }
 
     ptx::cp_async_wait<Cfg::kKStages == 2 ? 1 : 0>();  // V_j has landed
     __syncthreads();
     if constexpr (Cfg::kKStages == 1) {
-      if (j + 1 < n_blocks) load_k(j + 1, 0);
+      load_k(j_next, 0);
       ptx::cp_async_commit();
     }
-    if (j + 1 < n_blocks) load_v(j + 1, (j + 1) & 1);
+    load_v(j_next, (j + 1) & 1);
     ptx::cp_async_commit();
 
     // O += P . V
     const uint8_t* vt = v_smem + v_stage * Cfg::kVTile;
     const int mi = lane / 8;
     if constexpr (Cfg::kFp8) {
-      uint32_t pa[2][4];  // two k32 steps; k-positions follow quant::fp8_v_kpos
-#pragma unroll
-      for (int st = 0; st < 2; ++st) {
-        const int n0 = 4 * st;
-        pa[st][0] = pack_e4m3x4(s[n0][0], s[n0][1], s[n0 + 1][0], s[n0 + 1][1]);
-        pa[st][1] = pack_e4m3x4(s[n0][2], s[n0][3], s[n0 + 1][2], s[n0 + 1][3]);
-        pa[st][2] = pack_e4m3x4(s[n0 + 2][0], s[n0 + 2][1], s[n0 + 3][0], s[n0 + 3][1]);
-        pa[st][3] = pack_e4m3x4(s[n0 + 2][2], s[n0 + 2][3], s[n0 + 3][2], s[n0 + 3][3]);
-      }
 #pragma unroll
       for (int np2 = 0; np2 < kNTilesO / 2; ++np2) {
         const int ch = (2 * np2 + mi / 2) * 8 + lane % 8;
@@ -335,39 +415,33 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
         for (int st = 0; st < 2; ++st)
           ptx::ldmatrix_x4(bfr[st], ptx::smem_u32(vt + ch * Cfg::kVPitch + st * 32 + (mi % 2) * 16));
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int n = 2 * np2 + half;
-          if constexpr (kMode == PvMode::kFp8) {
-            float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // the block's partial: level one
+        for (int mt = 0; mt < kM; ++mt)
 #pragma unroll
-            for (int st = 0; st < 2; ++st) {
-              const uint32_t bb[2] = {bfr[st][2 * half], bfr[st][2 * half + 1]};
-              ptx::mma_e4m3_16832_f32(part, pa[st], bb);
+          for (int half = 0; half < 2; ++half) {
+            const int n = 2 * np2 + half;
+            if constexpr (kMode == PvMode::kFp8) {
+              float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // the block's partial: level one
+#pragma unroll
+              for (int st = 0; st < 2; ++st) {
+                const uint32_t bb[2] = {bfr[st][2 * half], bfr[st][2 * half + 1]};
+                ptx::mma_e4m3_16832_f32(part, pa[mt][st], bb);
+              }
+#pragma unroll
+              for (int e = 0; e < 4; ++e) acc[mt][n][e] += part[e];  // level two: true fp32
+            } else {
+              uint32_t part[2] = {0u, 0u};  // fp16 accumulator, flushed every block
+#pragma unroll
+              for (int st = 0; st < 2; ++st) {
+                const uint32_t bb[2] = {bfr[st][2 * half], bfr[st][2 * half + 1]};
+                ptx::mma_e4m3_16832_f16(part, pa[mt][st], bb);
+              }
+              const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&part[0]));
+              const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&part[1]));
+              acc[mt][n][0] += lo.x, acc[mt][n][1] += lo.y, acc[mt][n][2] += hi.x, acc[mt][n][3] += hi.y;
             }
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[n][e] += part[e];  // level two: true fp32
-          } else {
-            uint32_t part[2] = {0u, 0u};  // fp16 accumulator, flushed every block
-#pragma unroll
-            for (int st = 0; st < 2; ++st) {
-              const uint32_t bb[2] = {bfr[st][2 * half], bfr[st][2 * half + 1]};
-              ptx::mma_e4m3_16832_f16(part, pa[st], bb);
-            }
-            const float2 lo = __half22float2(*reinterpret_cast<const __half2*>(&part[0]));
-            const float2 hi = __half22float2(*reinterpret_cast<const __half2*>(&part[1]));
-            acc[n][0] += lo.x, acc[n][1] += lo.y, acc[n][2] += hi.x, acc[n][3] += hi.y;
           }
-        }
       }
     } else {
-      uint32_t pa[4][4];  // four k16 steps
-#pragma unroll
-      for (int st = 0; st < 4; ++st) {
-        pa[st][0] = ptx::cvt_f16x2(s[2 * st][0], s[2 * st][1]);
-        pa[st][1] = ptx::cvt_f16x2(s[2 * st][2], s[2 * st][3]);
-        pa[st][2] = ptx::cvt_f16x2(s[2 * st + 1][0], s[2 * st + 1][1]);
-        pa[st][3] = ptx::cvt_f16x2(s[2 * st + 1][2], s[2 * st + 1][3]);
-      }
 #pragma unroll
       for (int st = 0; st < 4; ++st) {
 #pragma unroll
@@ -377,12 +451,28 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
           uint32_t bfr[4];
           ptx::ldmatrix_x4_trans(bfr, ptx::smem_u32(vt + token * Cfg::kVPitch + ch * 2));
           const uint32_t b0[2] = {bfr[0], bfr[1]}, b1[2] = {bfr[2], bfr[3]};
-          ptx::mma_f16_16816(acc[2 * np2], pa[st], b0);
-          ptx::mma_f16_16816(acc[2 * np2 + 1], pa[st], b1);
+#pragma unroll
+          for (int mt = 0; mt < kM; ++mt) {
+            ptx::mma_f16_16816(acc[mt][2 * np2], pa[mt][st], b0);
+            ptx::mma_f16_16816(acc[mt][2 * np2 + 1], pa[mt][st], b1);
+          }
         }
       }
     }
+  };
+
+  // Blocks whose every key is visible to every row of the CTA come first (no mask code); the
+  // rest (at most the diagonal blocks and the ragged last block) run the masked body. The split
+  // is uniform over the CTA (the body has barriers).
+  int n_full = k_len / kBlockK;
+  if (causal) {
+    const int first_row_limit = int(row0) + diag + 1;  // keys visible to the CTA's first row
+    const int n_causal_full = first_row_limit <= 0 ? 0 : first_row_limit / kBlockK;
+    n_full = n_causal_full < n_full ? n_causal_full : n_full;
   }
+  n_full = n_full < n_blocks ? n_full : n_blocks;
+  for (int j = 0; j < n_full; ++j) block(j, std::false_type{});
+  for (int j = n_full; j < n_blocks; ++j) block(j, std::true_type{});
   ptx::cp_async_wait<0>();
 
   // ---- epilogue ----
@@ -390,46 +480,49 @@ __global__ void __launch_bounds__(kThreads, (KernelConfig<kHeadDim, kMode>::kMin
   const float* vmn = p.v_mean + bhk * kD;
   const int64_t o_base = (p.cu_seqlens_q ? 0 : b * p.o_stride_b) + h * p.o_stride_h;
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    float l = l_row[hr];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const int64_t row = row_lo + 8 * hr;
-    if (row >= q_len) continue;
-    const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-    const int64_t o_row = o_base + (sb.q_begin + row) * p.o_stride_n;
+  for (int mt = 0; mt < kM; ++mt)
 #pragma unroll
-    for (int n = 0; n < kNTilesO; ++n) {
-      const int c = n * 8 + 2 * t;
-      if (c >= p.head_dim) continue;
-      float o0 = 0.0f, o1 = 0.0f;
-      if (l > 0.0f) {
-        o0 = acc[n][2 * hr] * inv_l * vs[c] + vmn[c];
-        o1 = acc[n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1];
+    for (int hr = 0; hr < 2; ++hr) {
+      float l = l_row[mt][hr];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const int row = row_lo + 16 * mt + 8 * hr;
+      if (row >= q_len) continue;
+      const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
+      const int64_t o_row = o_base + (sb.q_begin + row) * p.o_stride_n;
+#pragma unroll
+      for (int n = 0; n < kNTilesO; ++n) {
+        const int c = n * 8 + 2 * t;
+        if (c >= p.head_dim) continue;
+        float o0 = 0.0f, o1 = 0.0f;
+        if (l > 0.0f) {
+          o0 = acc[mt][n][2 * hr] * inv_l * vs[c] + vmn[c];
+          o1 = acc[mt][n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1];
+        }
+        uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row + c;
+        uint16_t u0, u1;
+        if (p.bf16) {
+          u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
+          u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
+        } else {
+          u0 = __half_as_ushort(__float2half_rn(o0));
+          u1 = __half_as_ushort(__float2half_rn(o1));
+        }
+        if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
+        else dst[0] = u0, dst[1] = u1;
       }
-      uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row + c;
-      uint16_t u0, u1;
-      if (p.bf16) {
-        u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
-        u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
-      } else {
-        u0 = __half_as_ushort(__float2half_rn(o0));
-        u1 = __half_as_ushort(__float2half_rn(o1));
+      if (p.lse && t == 0) {
+        float lse = kNegInf;
+        if (l > 0.0f) {
+          const float lse2 = m_row[mt][hr] + __log2f(l) - kPOffset;
+          const int r_local = r_warp + 16 * mt + 8 * hr + g;
+          lse = lse2 * static_cast<float>(kLn2) + (p.smooth_k ? p.scale * q_km[r_local] : 0.0f);
+        }
+        const int64_t lse_off = (p.cu_seqlens_q ? 0 : b * p.lse_stride_b) + h * p.lse_stride_h +
+                                (sb.q_begin + row) * p.lse_stride_n;
+        p.lse[lse_off] = lse;
       }
-      if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
-      else dst[0] = u0, dst[1] = u1;
     }
-    if (p.lse && t == 0) {
-      float lse = kNegInf;
-      if (l > 0.0f) {
-        const float lse2 = m_row[hr] + __log2f(l) - kPOffset;
-        lse = lse2 * static_cast<float>(kLn2) + (p.smooth_k ? p.scale * q_km[r_lo + 8 * hr] : 0.0f);
-      }
-      const int64_t lse_off = (p.cu_seqlens_q ? 0 : b * p.lse_stride_b) + h * p.lse_stride_h +
-                              (sb.q_begin + row) * p.lse_stride_n;
-      p.lse[lse_off] = lse;
-    }
-  }
 }
 
 }  // namespace sageattn::sm80

@@ -1,6 +1,7 @@
 // src/attention/sm80/launch.cu: host side of the sm80 backend (see launch.h).
 #include "attention/sm80/launch.h"
 
+#include <climits>
 #include <cmath>
 
 #include "attention/sm80/config.h"
@@ -120,6 +121,11 @@ void run(const detail::AttentionParams& p, Workspace workspace, cudaStream_t str
   SAGEATTN_CHECK_CODE(head_dim_compiled(hd), ErrorCode::kUnsupported, "head_dim ", p.head_dim,
                       " needs the sm80 kernels for head dim ", hd,
                       ", which are not compiled in this build (CMake SAGEATTN_SM80_HEAD_DIMS)");
+  // The kernel keeps token indices of one sequence in 32-bit registers.
+  constexpr int64_t kMaxTokens = int64_t(INT32_MAX) - 2 * kBlockQ;
+  SAGEATTN_CHECK_CODE(p.seqlen_q <= kMaxTokens && p.seqlen_k <= kMaxTokens, ErrorCode::kUnsupported,
+                      "sequence length ", p.seqlen_q > p.seqlen_k ? p.seqlen_q : p.seqlen_k,
+                      " exceeds the sm80 kernels' limit of ", kMaxTokens, " tokens per sequence");
   DeviceGuard guard(p.device);
   int major = 0, minor = 0;
   SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device));

@@ -15,7 +15,7 @@ void launch_attention(const KernelParams& kp, cudaStream_t stream) {
                                            int(Cfg::kSmemBytes)));
   const dim3 grid(unsigned((kp.seqlen_q + kBlockQ - 1) / kBlockQ), unsigned(kp.heads_q),
                   unsigned(kp.batch));
-  kernel<<<grid, kThreads, Cfg::kSmemBytes, stream>>>(kp);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(kp);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 

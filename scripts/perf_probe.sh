@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A short performance probe for the device (bench/NOTES.md iterations): builds the program, the
+# instruction-ceiling tool and the GPU attention tests with the `device` preset, runs the GPU
+# tests, prints the instruction ceilings, times a few standard problems, writes the SASS opcode
+# histogram of one kernel, and profiles one attention launch with ncu (--clock-control none).
+# Usage: scripts/perf_probe.sh [ncu_hd=128] [ncu_mode=fp16] [ncu_seqlen=8192]
+#   PROBE_TESTS=0 skips the GPU tests; PROBE_EXTRA_DEFS="-DX=1 ..." builds a second variant
+#   (build/probe_extra) and times it too.
+# Full logs under $OUT (or ./perf_probe_out); a short summary is printed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ncu_hd="${1:-128}"; ncu_mode="${2:-fp16}"; ncu_n="${3:-8192}"
+out="${OUT:-$PWD/perf_probe_out}"; mkdir -p "$out"
+b=build/device
+cmake --preset device >"$out/configure.log" 2>&1 || { tail "$out/configure.log"; exit 1; }
+targets=(sageattn_cli sageattn_mma_peak)
+[ "${PROBE_TESTS:-1}" = 1 ] && targets+=(test_gpu_attention test_gpu_quant)
+cmake --build "$b" -j "$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }
+grep -E "spill" "$out/build.log" | sed 's/ptxas warning : //' | head -n 20
+if [ "${PROBE_TESTS:-1}" = 1 ]; then
+  echo "== GPU tests"
+  for t in test_gpu_attention test_gpu_quant; do
+    "$b/tests/$t" >"$out/$t.log" 2>&1; echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/$t.log" | tr '\n' ' ')"
+    grep -E "^\[  FAILED" "$out/$t.log" | head -n 10
+  done
+fi
+bins=("$b/tools/sageattn")
+if [ -n "${PROBE_EXTRA_DEFS:-}" ]; then
+  cmake -S . -B build/probe_extra -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+    -DSAGEATTN_BUILD_TESTS=OFF "-DCMAKE_CUDA_FLAGS=${PROBE_EXTRA_DEFS}" >>"$out/configure.log" 2>&1 &&
+    cmake --build build/probe_extra -j "$(nproc)" --target sageattn_cli >"$out/build_extra.log" 2>&1 &&
+    bins+=(build/probe_extra/tools/sageattn)
+  grep -E "spill" "$out/build_extra.log" | sed 's/ptxas warning : //' | head -n 10
+fi
+echo "== instruction ceilings"
+"$b/tools/sageattn_mma_peak" | tee "$out/mma_peak.txt"
+echo "== timings: cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS"
+for bin in "${bins[@]}"; do
+  for hd in 64 128; do
+    for n in 1024 16384; do
+      "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" --modes fp16,fp8 \
+        --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" | grep -E "^(fp16|fp8) " | sed "s|^|$(basename "$(dirname "$(dirname "$bin")")") hd$hd N=$n  |"
+    done
+  done
+done
+# SASS opcode histogram of the profiled kernel (the main loop dominates the static count too).
+mode_id=$(case "$ncu_mode" in fp16) echo 1;; fp8) echo 2;; *) echo 3;; esac)
+fn="_ZN8sageattn4sm8016attention_kernelILi${ncu_hd}ELNS_6PvModeE${mode_id}EEEvNS0_12KernelParamsE"
+cuobjdump -sass -fun "$fn" "$b/libsageattn.a" >"$out/sass.txt" 2>&1
+awk '/^ +\/\*[0-9a-f]+\*\// {op=$2; if (op ~ /^@/) op=$3; sub(/\..*/, "", op); sub(/;$/, "", op); n[op]++} END {for (o in n) print n[o], o}' \
+  "$out/sass.txt" | sort -rn >"$out/sass_hist.txt"
+echo "== SASS opcode histogram (static), $fn"; head -n 25 "$out/sass_hist.txt" | tr '\n' ' '; echo
+echo "== ncu: hd $ncu_hd, N = $ncu_n, mode $ncu_mode"
+ncu --clock-control none -k regex:attention_kernel -c 1 \
+  --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+  --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+  --metrics smsp__inst_executed_op_local_ld.sum,smsp__inst_executed_op_local_st.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__inst_executed.sum \
+  --print-details all \
+  "$b/tools/sageattn" bench --batch $((32768 / ncu_n)) --heads 32 --seqlen "$ncu_n" --head-dim "$ncu_hd" --modes "$ncu_mode" \
+  --warmup 0 --iters 1 >"$out/ncu.txt" 2>&1
+grep -E "Duration|SM Frequency|Registers Per|Achieved Occupancy|Issue Slots Busy|Executed Ipc A|Tensor \((FP|INT)\)|Pipe Shared Cycles|Stall (Short|Wait|Long|MIO|Math|Barrier|Not Sel|Dispatch)|local_ld|local_st|inst_executed.sum|Warp Cycles Per Issued|mem_shared.sum" "$out/ncu.txt" | head -n 40

@@ -84,6 +84,10 @@ std::string dlpack_dtype_name(const nb::dlpack::dtype& d) {
   return name;
 }
 
+// DLPack's kDLFloat8_e4m3fn (dlpack.h >= 1.1), spelled as a number: older nanobind releases
+// (2.x, which some machines have) do not name it.
+constexpr uint8_t kDLFloat8E4M3FN = 10;
+
 // The library's dtype of a DLPack dtype. numpy has no bfloat16 that DLPack can carry, so the
 // Python package passes bf16 numpy arrays as uint16 views with u16_as_bf16 = true.
 sa::DType to_dtype(const nb::dlpack::dtype& d, const char* name, bool u16_as_bf16) {
@@ -95,7 +99,7 @@ sa::DType to_dtype(const nb::dlpack::dtype& d, const char* name, bool u16_as_bf1
     if (code == C::Float && d.bits == 32) return sa::DType::kF32;
     if (code == C::Int && d.bits == 8) return sa::DType::kI8;
     if (code == C::Int && d.bits == 32) return sa::DType::kI32;
-    if (code == C::Float8_E4M3FN && d.bits == 8) return sa::DType::kFp8E4M3;
+    if (d.code == kDLFloat8E4M3FN && d.bits == 8) return sa::DType::kFp8E4M3;
     if (code == C::UInt && d.bits == 16 && u16_as_bf16) return sa::DType::kBF16;
   }
   throw nb::type_error((std::string(name) + " has dtype " + dlpack_dtype_name(d) +

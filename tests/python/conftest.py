@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# JAX would otherwise take 75% of the GPU memory at its first use, leaving little to torch and to
+# the example's subprocess.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 REPO = Path(__file__).resolve().parents[2]
 NUMERICS_MD = REPO / "docs" / "NUMERICS.md"

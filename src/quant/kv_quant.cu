@@ -1,120 +1,335 @@
-// src/quant/kv_quant.cu: the two-pass K/V quantizer (see kv_quant.h for the contract).
+// src/quant/kv_quant.cu: the fused K/V quantizer (contract: kv_quant.h; work order and deadlock
+// freedom: kv_quant_schedule.h).
+//
+// One persistent kernel. Each CTA takes tickets from a global counter; a ticket is a work item of
+// one 64-token block of one (sequence, KV head):
+//   stats item    cp.async the block's K and V rows into shared memory (DRAM -> L2 -> smem), add
+//                 each channel's tokens in order (the fixed chunk order of the contract), write
+//                 the chunk record [K sum, V sum, V min, V max][dp] to `partials`, arrive on the
+//                 head's counter. The last stats item of a head to arrive folds the head's chunk
+//                 records in ascending chunk order into the K mean, V mean and V scales and
+//                 publishes them (counter + 1, release).
+//   quantize item cp.async the same rows again (now an L2 hit: the item trails its stats item by
+//                 `lead` items, see choose_lead), spin until the head's stats are published
+//                 (acquire), then from shared memory: K amax per group, int8 K codes (8-byte
+//                 stores), fp8 V transposed into [channel][token] (each thread builds 16
+//                 permuted codes of two channels in registers: two 16-byte stores) or fp16 V.
+// A block past a sequence's end is padding: its quantize item writes zeros and waits for nothing.
+//
+// Bytes at hd128, N = 1K, B = 32, H = 32 (bf16): K and V read once from DRAM (537 MB) if the
+// second read hits L2, int8 K + fp8 V written (268 MB), chunk records 34 MB written and read back
+// from L2: ~0.84 GB of DRAM traffic instead of 1.34 GB for the two-pass version.
+//
+// Per-head counter protocol (counters[bh], zero on entry, zero on exit), chunks = ceil(len / 64):
+//   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
+//                      its neutral stats are written too)
+//   fold               s -> s + 1 (release); for chunks == 0 it stores 0 instead (no quantize
+//                      item waits)
+//   quantize arrivals  each waits for > chunks (acquire), then adds 1; the one that reads
+//                      2 * chunks (the last) stores 0.
+// The ticket counter (counters[b * h_kv]) is zeroed by kv_quantize before the launch and again by
+// the CTA whose ticket fetch is the last one of the launch.
+//
+// Memory ordering: writers store (weak), __syncthreads(), then thread 0 does the release (or
+// acq_rel) RMW at device scope; the barrier makes the other threads' stores part of what thread
+// 0 releases (PTX release is cumulative). Readers: thread 0 acquires, __syncthreads(), then the
+// block reads with L2-only loads (cp.async.cg, ld.global.cg). This is the pattern of the CUDA
+// grid barrier.
 #include "quant/kv_quant.h"
 
+#include <cuda/atomic>
 #include <cuda_fp16.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
 
 #include "common/check.h"
 #include "common/cuda_check.h"
 #include "common/device_numerics.cuh"
+#include "common/ptx/mma.cuh"
+#include "quant/kv_quant_schedule.h"
 
 namespace sageattn::quant {
 namespace {
 
-constexpr int kStatsThreads = 256;  // one thread per channel (dp <= 256)
-constexpr int kQuantThreads = 256;
-constexpr int kPartialFields = 4;   // k sum, v sum, v min, v max
+constexpr int kThreads = 256;
+constexpr int kBlock = kSm80Tiles.block_k;  // tokens per work item
+static_assert(kBlock == kMeanChunkTokens,
+              "a work item is one K quantization block and one mean chunk at once");
+constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min, V max
+constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity: 4)
+constexpr int kControlWords = 1;   // after the b * h_kv head counters: the ticket counter
+constexpr unsigned kSpinSleepNs = 128;
 
-struct SeqInfo {
-  int64_t begin, len;  // first token (in the user's tensor) and token count of sequence b
+// Compile-time shape of a work item for the padded head dim kDp.
+template <int kDp>
+struct Shape {
+  static constexpr int kVecs = kDp / 8;                  // 16-byte vectors (8 elements) per row
+  static constexpr int kTileElems = kBlock * kDp;        // one tensor's tile, 16-bit elements
+  static constexpr int kSmemBytes = 2 * kTileElems * 2;  // K and V tiles
+  static constexpr int kRowsPerPass = kThreads / kVecs;  // rows covered by one 16-byte per thread
+  static constexpr int kPasses = kBlock / kRowsPerPass;
+  static constexpr int kRecord = kPartialFields * kDp;  // floats per chunk record
+  // Chunk records per fold batch: two batches (double buffer) fill the tile buffer.
+  static constexpr int kFoldBatch = kSmemBytes / 2 / (kRecord * 4);
+  // Register cap (__launch_bounds__): the most CTAs per SM that compile without spills (ptxas:
+  // hd64 48 registers, hd128 64, hd256 128). Uncapped, ptxas spends 124-155 registers on ILP.
+  static constexpr int kMinCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? 4 : 2;
+  static_assert(kDp % 64 == 0 && kDp <= 256, "padded head dims 64, 128, 256");
+  static_assert(kThreads % kVecs == 0 && kBlock % kRowsPerPass == 0, "rows tile the block");
+  // Every row a thread visits (r0 + j * kRowsPerPass) lies in the same K group: the per-thread
+  // groups repeat every stride * count = 8 rows.
+  static_assert(kRowsPerPass % 8 == 0, "a thread's rows share one K group");
+  static_assert(kRecord % kThreads == 0 && (kFoldBatch * kRecord / 4) % kThreads == 0,
+                "the fold's chains and copies tile the block");
+  static_assert(kFoldBatch >= 1, "a fold batch holds at least one chunk record");
 };
 
-__device__ __forceinline__ SeqInfo seq_info(const KvQuantParams& p, int64_t b) {
-  if (p.cu_seqlens_k) return {p.cu_seqlens_k[b], int64_t(p.cu_seqlens_k[b + 1]) - p.cu_seqlens_k[b]};
-  return {0, p.seqlen_k};
-}
-
-// Element (b, h, token, d) of K or V.
+// ------------------------------------------------------------------------------ device helpers
+// 16-bit element bits -> float (exact for both dtypes).
 template <bool kBf16>
-__device__ __forceinline__ float load_elem(const void* base, int64_t off) {
-  const uint16_t raw = static_cast<const uint16_t*>(base)[off];
-  if constexpr (kBf16) return __uint_as_float(uint32_t(raw) << 16);
-  else return __half2float(__ushort_as_half(raw));
-}
-
-// ------------------------------------------------------------------------------- pass 1: stats
-// grid (ceil(chunks / chunks_per_block), h_kv, b). A thread owns 8 consecutive channels of one
-// 64-token chunk and adds that chunk's tokens in order (the order the reference defines), with
-// 16-byte loads when rows are aligned; a block covers kStatsThreads / (dp / 8) chunks.
-__host__ __device__ constexpr int stats_chunks_per_block(int64_t dp) {
-  return static_cast<int>(kStatsThreads / (dp / 8));
+__device__ __forceinline__ void widen2(uint32_t w, float& lo, float& hi) {
+  if constexpr (kBf16) {
+    lo = __uint_as_float(w << 16);
+    hi = __uint_as_float(w & 0xFFFF0000u);
+  } else {
+    lo = __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xFFFFu)));
+    hi = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
+  }
 }
 
 template <bool kBf16>
-__global__ void __launch_bounds__(kStatsThreads)
-    kv_stats_kernel(const __grid_constant__ KvQuantParams p, bool aligned) {
-  const int64_t b = blockIdx.z, h = blockIdx.y;
-  const SeqInfo s = seq_info(p, b);
-  const int64_t n_chunks = (s.len + kMeanChunkTokens - 1) / kMeanChunkTokens;
-  const int64_t dp = p.head_dim_padded, bh = b * p.heads_kv + h;
-  const int per_block = stats_chunks_per_block(dp);
-  const int64_t n_blocks = (n_chunks + per_block - 1) / per_block;
-  if (int64_t(blockIdx.x) >= n_blocks) return;  // uniform per block
-  const int vecs = static_cast<int>(dp / 8);
-  const int64_t chunk = int64_t(blockIdx.x) * per_block + threadIdx.x / vecs;
-  const int c0 = (threadIdx.x % vecs) * 8;
+__device__ __forceinline__ float widen1(uint16_t w) {
+  if constexpr (kBf16) return __uint_as_float(uint32_t(w) << 16);
+  else return __half2float(__ushort_as_half(w));
+}
 
-  if (chunk < n_chunks && c0 < p.head_dim) {
-    const int64_t t0 = chunk * kMeanChunkTokens;
-    const int64_t t1 = min(s.len, t0 + kMeanChunkTokens);
-    const int64_t kb = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h + c0;
-    const int64_t vb = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h + c0;
-    float ks[8], vs[8], vmin[8], vmax[8];
+template <bool kBf16>
+__device__ __forceinline__ void widen8(const uint4& v, float (&x)[8]) {
+  widen2<kBf16>(v.x, x[0], x[1]);
+  widen2<kBf16>(v.y, x[2], x[3]);
+  widen2<kBf16>(v.z, x[4], x[5]);
+  widen2<kBf16>(v.w, x[6], x[7]);
+}
+
+// Two e4m3 codes (lo in bits 0-7, hi in bits 8-15), each exactly dev::fp8_code's bits.
+__device__ __forceinline__ uint32_t e4m3x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  return ptx::cvt_e4m3x2(lo, hi);
+#else
+  return uint32_t(num::fp8e4m3_from_float(lo)) | (uint32_t(num::fp8e4m3_from_float(hi)) << 8);
+#endif
+}
+
+// L2 eviction policy for cp.async: the stats pass leaves K/V lines at normal priority (they must
+// survive until the quantize item re-reads them); the quantize pass marks them evict-first (dead
+// after this read), so that L2 keeps the lines still waiting for their second read.
+__device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
+  uint64_t pol;
+  if (evict_first) {
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+  } else {
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+  }
+  return pol;
+}
+
+__device__ __forceinline__ void cp_async_16_policy(void* smem, const void* gmem, uint64_t pol) {
+  asm volatile(
+      "cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(ptx::smem_u32(smem)),
+      "l"(gmem), "l"(pol)
+      : "memory");
+}
+
+struct Head {
+  int64_t b, h, bh;
+  int64_t begin, len;  // first token in the user's tensor, token count
+  uint32_t chunks;     // ceil(len / kBlock): blocks with tokens
+};
+
+__device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
+  Head r;
+  r.bh = bh;
+  r.b = bh / static_cast<uint32_t>(p.heads_kv);
+  r.h = bh % static_cast<uint32_t>(p.heads_kv);
+  if (p.cu_seqlens_k) {
+    r.begin = p.cu_seqlens_k[r.b];
+    r.len = int64_t(p.cu_seqlens_k[r.b + 1]) - r.begin;
+  } else {
+    r.begin = 0;
+    r.len = p.seqlen_k;
+  }
+  r.chunks = static_cast<uint32_t>((r.len + kBlock - 1) / kBlock);
+  return r;
+}
+
+// Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements). Channels >= d
+// and rows >= rows are not written (every reader masks them). Aligned: 16-byte cp.async, one
+// commit group (wait with cp_async_wait<0>); otherwise 2-byte loads, visible after a barrier.
+template <int kDp>
+__device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd, int64_t t0,
+                                          int rows, bool aligned, bool evict_first, uint16_t* sk,
+                                          uint16_t* sv) {
+  using S = Shape<kDp>;
+  const int d = static_cast<int>(p.head_dim);
+  const uint16_t* kg = static_cast<const uint16_t*>(p.k) +
+                       (p.cu_seqlens_k ? 0 : hd.b * p.k_stride_b) + hd.h * p.k_stride_h +
+                       (hd.begin + t0) * p.k_stride_n;
+  const uint16_t* vg = static_cast<const uint16_t*>(p.v) +
+                       (p.cu_seqlens_k ? 0 : hd.b * p.v_stride_b) + hd.h * p.v_stride_h +
+                       (hd.begin + t0) * p.v_stride_n;
+  if (aligned) {
+    const uint64_t pol = l2_policy(evict_first);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) ks[j] = 0.0f, vs[j] = 0.0f, vmin[j] = INFINITY, vmax[j] = -INFINITY;
-    // Unrolled so that several loads are in flight; each channel's adds still run in token order.
-#pragma unroll 4
-    for (int64_t t = t0; t < t1; ++t) {
-      float kx[8], vx[8];
-      const int64_t ko = kb + (s.begin + t) * p.k_stride_n, vo = vb + (s.begin + t) * p.v_stride_n;
-      if (aligned) {
-        dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + ko, kx);
-        dev::load8<kBf16>(static_cast<const uint16_t*>(p.v) + vo, vx);
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) kx[j] = load_elem<kBf16>(p.k, ko + j), vx[j] = load_elem<kBf16>(p.v, vo + j);
-      }
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        ks[j] = __fadd_rn(ks[j], kx[j]);
-        vs[j] = __fadd_rn(vs[j], vx[j]);
-        vmin[j] = fminf(vmin[j], vx[j]);
-        vmax[j] = fmaxf(vmax[j], vx[j]);
+    for (int j = 0; j < S::kTileElems / 8 / kThreads; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      const int r = i / S::kVecs, c = (i % S::kVecs) * 8;
+      if (r < rows && c < d) {
+        cp_async_16_policy(sk + r * kDp + c, kg + r * p.k_stride_n + c, pol);
+        cp_async_16_policy(sv + r * kDp + c, vg + r * p.v_stride_n + c, pol);
       }
     }
-    float* part = p.partials + (bh * (p.seqlen_k_padded / kMeanChunkTokens) + chunk) * kPartialFields * dp + c0;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      part[0 * dp + j] = ks[j];
-      part[1 * dp + j] = vs[j];
-      part[2 * dp + j] = vmin[j];
-      part[3 * dp + j] = vmax[j];
+    ptx::cp_async_commit();
+  } else {
+    for (int i = threadIdx.x; i < S::kTileElems; i += kThreads) {
+      const int r = i / kDp, c = i % kDp;
+      if (r < rows && c < d) {
+        sk[r * kDp + c] = kg[r * p.k_stride_n + c];
+        sv[r * kDp + c] = vg[r * p.v_stride_n + c];
+      }
     }
   }
+}
 
-  // The last CTA of this (b, h) reduces all chunk partials in ascending order.
-  __shared__ bool is_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(&p.counters[bh], 1u) == n_blocks - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const int d = threadIdx.x;
-  if (d < dp) {
-    float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
-    if (d < p.head_dim) {
-      const float* part0 = p.partials + bh * (p.seqlen_k_padded / kMeanChunkTokens) * kPartialFields * dp;
-      float ks = 0.0f, vs = 0.0f, vmin = INFINITY, vmax = -INFINITY;
-      for (int64_t c = 0; c < n_chunks; ++c) {
-        const float* part = part0 + c * kPartialFields * dp;
-        ks = __fadd_rn(ks, __ldcg(part + 0 * dp + d));
-        vs = __fadd_rn(vs, __ldcg(part + 1 * dp + d));
-        vmin = fminf(vmin, __ldcg(part + 2 * dp + d));
-        vmax = fmaxf(vmax, __ldcg(part + 3 * dp + d));
+// ---------------------------------------------------------------------------------- stats item
+// Chunk record of one block: a thread owns kCpt channels of K or of V and adds the block's rows
+// in token order (the contract's order within a chunk). Shared-memory reads: a warp reads 32
+// consecutive elements (or pairs) of one row: no bank conflict.
+template <bool kBf16, int kDp>
+__device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, const uint16_t* sk,
+                                            const uint16_t* sv, float* record) {
+  constexpr int kCpt = kDp <= 128 ? 1 : 2;  // channels per thread
+  constexpr int kPerTensor = kDp / kCpt;    // threads per tensor (64 or 128)
+  static_assert(2 * kPerTensor <= kThreads && kPerTensor % 32 == 0, "K and V warps are uniform");
+  const int tensor = threadIdx.x / kPerTensor, c = (threadIdx.x % kPerTensor) * kCpt;
+  if (tensor >= 2 || c >= p.head_dim) return;
+  const uint16_t* col = (tensor == 0 ? sk : sv) + c;
+  float x[kCpt];
+  auto load_row = [&](int r) {
+    if constexpr (kCpt == 1) {
+      x[0] = widen1<kBf16>(col[r * kDp]);
+    } else {
+      widen2<kBf16>(*reinterpret_cast<const uint32_t*>(col + r * kDp), x[0], x[1]);
+    }
+  };
+  if (tensor == 0) {
+    float sum[kCpt];
+#pragma unroll
+    for (int j = 0; j < kCpt; ++j) sum[j] = 0.0f;
+#pragma unroll 8
+    for (int r = 0; r < rows; ++r) {
+      load_row(r);
+#pragma unroll
+      for (int j = 0; j < kCpt; ++j) sum[j] = __fadd_rn(sum[j], x[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < kCpt; ++j) record[0 * kDp + c + j] = sum[j];
+  } else {
+    float sum[kCpt], lo[kCpt], hi[kCpt];
+#pragma unroll
+    for (int j = 0; j < kCpt; ++j) sum[j] = 0.0f, lo[j] = INFINITY, hi[j] = -INFINITY;
+#pragma unroll 8
+    for (int r = 0; r < rows; ++r) {
+      load_row(r);
+#pragma unroll
+      for (int j = 0; j < kCpt; ++j) {
+        sum[j] = __fadd_rn(sum[j], x[j]);
+        lo[j] = fminf(lo[j], x[j]);
+        hi[j] = fmaxf(hi[j], x[j]);
       }
-      const float n = static_cast<float>(s.len);
-      if (p.smooth_k == Smoothing::kOn) km = __fdiv_rn(ks, n);
-      if (p.smooth_v == Smoothing::kOn) vm = __fdiv_rn(vs, n);
+    }
+#pragma unroll
+    for (int j = 0; j < kCpt; ++j) {
+      record[1 * kDp + c + j] = sum[j];
+      record[2 * kDp + c + j] = lo[j];
+      record[3 * kDp + c + j] = hi[j];
+    }
+  }
+}
+
+// The last stats item of a head: fold the head's chunk records in ascending chunk order (the
+// contract's order across chunks), compute the K mean, V mean and V scales exactly as the CPU
+// reference does, publish them. `buf` is the tile buffer (free now). The records stream through
+// two shared-memory batches of kFoldBatch chunks (cp.async, one batch in flight while the other
+// is added). Chain e = field * kDp + channel: a thread owns kRecord / kThreads chains.
+template <int kDp>
+__device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, float* buf) {
+  using S = Shape<kDp>;
+  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / kThreads;
+  const int d = static_cast<int>(p.head_dim), n = static_cast<int>(hd.chunks);
+  const float* src = p.partials + hd.bh * int64_t(blocks) * kRecord;
+  auto issue = [&](int batch) {
+    float* dst = buf + (batch & 1) * kBatch * kRecord;
+#pragma unroll
+    for (int j = 0; j < kBatch * kRecord / 4 / kThreads; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      const int rec = i / (kRecord / 4), e = (i % (kRecord / 4)) * 4;
+      const int chunk = batch * kBatch + rec;
+      // Only channels < d were written by the stats items (d % 8 == 0: whole 16-byte vectors).
+      if (chunk < n && e % kDp < d)
+        ptx::cp_async_16(ptx::smem_u32(dst + rec * kRecord + e), src + int64_t(chunk) * kRecord + e,
+                         16);
+    }
+    ptx::cp_async_commit();
+  };
+
+  float acc[kChains];
+#pragma unroll
+  for (int k = 0; k < kChains; ++k) {
+    const int field = (threadIdx.x + k * kThreads) / kDp;
+    acc[k] = field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
+  }
+  if (n > 0) issue(0);
+  for (int batch = 0; batch * kBatch < n; ++batch) {
+    if ((batch + 1) * kBatch < n) {
+      issue(batch + 1);
+      ptx::cp_async_wait<1>();
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();  // batch `batch` has landed for every thread's copies
+    const float* rec0 = buf + (batch & 1) * kBatch * kRecord;
+    const int m = min(kBatch, n - batch * kBatch);
+    for (int r = 0; r < m; ++r) {
+#pragma unroll
+      for (int k = 0; k < kChains; ++k) {
+        const int e = threadIdx.x + k * kThreads, field = e / kDp;
+        if (e % kDp < d) {
+          const float x = rec0[r * kRecord + e];
+          acc[k] = field < 2    ? __fadd_rn(acc[k], x)
+                   : field == 2 ? fminf(acc[k], x)
+                                : fmaxf(acc[k], x);
+        }
+      }
+    }
+    __syncthreads();  // this buffer is refilled by batch + 2
+  }
+#pragma unroll
+  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * kThreads] = acc[k];
+  __syncthreads();
+
+  const int c = threadIdx.x;
+  if (c < kDp) {
+    float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
+    if (c < d) {
+      const float ks = buf[0 * kDp + c], vs = buf[1 * kDp + c];
+      const float vmin = buf[2 * kDp + c], vmax = buf[3 * kDp + c];
+      const float count = static_cast<float>(hd.len);
+      // An empty sequence has mean 0 (channel_mean); its amax comes out as -inf below, which
+      // the formulas turn into the reference's values for amax = 0.
+      if (p.smooth_k == Smoothing::kOn && hd.len > 0) km = __fdiv_rn(ks, count);
+      if (p.smooth_v == Smoothing::kOn && hd.len > 0) vm = __fdiv_rn(vs, count);
       // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
       const float amax = fmaxf(__fsub_rn(vmax, vm), __fsub_rn(vm, vmin));
       if (p.pv_mode == PvMode::kFp16) {
@@ -133,135 +348,275 @@ __global__ void __launch_bounds__(kStatsThreads)
         inv = __fdiv_rn(range, a);
       }
     }
-    p.k_mean[bh * dp + d] = km;
-    p.v_mean[bh * dp + d] = vm;
-    p.v_scales[bh * dp + d] = scale;
-    p.v_inv[bh * dp + d] = inv;
+    const int64_t o = hd.bh * kDp + c;
+    p.k_mean[o] = km;
+    p.v_mean[o] = vm;
+    p.v_scales[o] = scale;
+    p.v_inv[o] = inv;
   }
-  if (threadIdx.x == 0) p.counters[bh] = 0;  // ready for the next call
+  __syncthreads();  // every stat is stored before thread 0 releases them
+  if (threadIdx.x == 0) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
+    if (hd.chunks == 0) word.store(0u, cuda::memory_order_release);  // no quantize item waits
+    else word.fetch_add(1u, cuda::memory_order_release);
+  }
 }
 
-// ---------------------------------------------------------------------------- pass 2: quantize
-// grid (np / block_k, h_kv, b). Thread layout over a [block_k, dp] tile: each thread owns 8
-// consecutive channels of one token per step (16-byte loads when rows are 16-byte aligned).
-template <bool kBf16, int kBlockK>
-__global__ void __launch_bounds__(kQuantThreads)
-    kv_quantize_kernel(const __grid_constant__ KvQuantParams p, bool aligned) {
-  const int64_t b = blockIdx.z, h = blockIdx.y, blk = blockIdx.x;
-  const SeqInfo s = seq_info(p, b);
-  const int64_t dp = p.head_dim_padded, d = p.head_dim, np = p.seqlen_k_padded;
-  const int64_t bh = b * p.heads_kv + h;
-  const int64_t t_base = blk * kBlockK;
-  if (t_base >= np) return;
+template <bool kBf16, int kDp>
+__device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
+                                           const Head& hd, uint32_t blk, bool aligned, uint16_t* sk,
+                                           uint16_t* sv, int* s_last) {
+  using S = Shape<kDp>;
+  const uint32_t arrivals = max(hd.chunks, 1u);
+  if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
+  if (blk < hd.chunks) {
+    const int64_t t0 = int64_t(blk) * kBlock;
+    const int rows = static_cast<int>(hd.len - t0 < kBlock ? hd.len - t0 : kBlock);
+    load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/false, sk, sv);
+    ptx::cp_async_wait<0>();
+    __syncthreads();
+    block_stats<kBf16, kDp>(p, rows, sk, sv,
+                            p.partials + (hd.bh * int64_t(s.blocks) + blk) * S::kRecord);
+  }
+  __syncthreads();  // the record is stored (and the tile no longer read)
+  if (threadIdx.x == 0) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
+    *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == arrivals - 1;
+  }
+  __syncthreads();
+  if (*s_last) fold_head<kDp>(p, hd, s.blocks, reinterpret_cast<float*>(sk));
+}
 
+// ------------------------------------------------------------------------------- quantize item
+// Thread 0: wait until the head's stats are published, then count this item out (the last one
+// resets the counter for the next call).
+__device__ __forceinline__ void wait_for_stats(uint32_t* counter, uint32_t chunks) {
+  cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*counter);
+  while (word.load(cuda::memory_order_acquire) <= chunks) __nanosleep(kSpinSleepNs);
+  if (word.fetch_add(1u, cuda::memory_order_relaxed) == 2 * chunks)
+    word.store(0u, cuda::memory_order_relaxed);
+}
+
+// A block past the sequence's end: zero codes; the K scale of block 0 of an empty sequence is
+// the all-zero group's (amax 0 -> kMinAmax), as the two-pass version wrote it.
+template <int kDp>
+__device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t blk) {
+  const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+  uint4* k_dst = reinterpret_cast<uint4*>(p.k_codes + (hd.bh * np + t0) * kDp);
+  for (int i = threadIdx.x; i < kBlock * kDp / 16; i += kThreads) __stcs(k_dst + i, zero);
+  if (p.pv_mode == PvMode::kFp16) {
+    uint4* v_dst =
+        reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (hd.bh * np + t0) * kDp);
+    for (int i = threadIdx.x; i < kBlock * kDp * 2 / 16; i += kThreads) __stcs(v_dst + i, zero);
+  } else {
+    uint8_t* v_dst = static_cast<uint8_t*>(p.v_codes) + hd.bh * kDp * np + t0;
+    for (int i = threadIdx.x; i < kDp * (kBlock / 16); i += kThreads)
+      __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(i / (kBlock / 16)) * np +
+                                      (i % (kBlock / 16)) * 16),
+             zero);
+  }
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
-  __shared__ float amax_k[kBlockK];  // per group of this block (count <= block_k)
-  for (int i = threadIdx.x; i < kg.count; i += blockDim.x) amax_k[i] = 0.0f;
+  if (threadIdx.x < kg.count && t0 < max(hd.len, int64_t(1)))
+    p.k_scales[(hd.bh * (np / kBlock) + blk) * kg.count + threadIdx.x] =
+        __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
+}
+
+// Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
+template <bool kBf16, int kDp>
+__device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blk, int rows,
+                               const uint16_t* sk, const uint16_t* sv, float* s_amax, float* s_km,
+                               float* s_vm, float* s_vinv) {
+  using S = Shape<kDp>;
+  const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
+  const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock, bh = hd.bh;
+
+  // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
+  // with the tile's arrival.
+  for (int c = tid; c < kDp; c += kThreads) {
+    s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
+    s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
+    s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+  }
+  ptx::cp_async_wait<0>();
+  __syncthreads();  // tile and stats visible to the block
+
+  // ---- K: amax per group. Thread = 8 channels (one 16-byte vector) of rows r0 + j * kRowsPerPass
+  // (a warp reads consecutive 16-byte vectors of a row: conflict-free), all in one group.
+  const GroupSpec kg = p.tiles.k_groups(p.granularity);
+  const int c0 = (tid % S::kVecs) * 8, r0 = tid / S::kVecs;
+  const bool col_ok = c0 < d;
+  float km[8];
+  {
+    const float4 a = *reinterpret_cast<const float4*>(s_km + c0);
+    const float4 b = *reinterpret_cast<const float4*>(s_km + c0 + 4);
+    km[0] = a.x, km[1] = a.y, km[2] = a.z, km[3] = a.w, km[4] = b.x, km[5] = b.y, km[6] = b.z,
+    km[7] = b.w;
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < S::kPasses; ++j) {
+    const int r = r0 + j * S::kRowsPerPass;
+    if (r < rows && col_ok) {
+      float x[8];
+      widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(__fsub_rn(x[e], km[e])));
+    }
+  }
+  // Lanes of one group: the whole warp (one group per block), or the 2 rows of a per-thread
+  // group (stride 2): 2 * kVecs consecutive lanes, capped at the warp.
+  const int group = kg.count == 1 ? 0 : (r0 / kg.stride) % kg.count;
+  const int span = kg.count == 1 ? 32 : min(32, kg.stride * S::kVecs);
+  for (int o = 1; o < span; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if ((lane & (span - 1)) == 0) dev::atomic_max_nonneg(&s_amax[group], amax);
   __syncthreads();
 
-  const float* km = p.k_mean + bh * dp;
-  const float* vm = p.v_mean + bh * dp;
-  const float* vinv = p.v_inv + bh * dp;
-  const int vecs_per_row = static_cast<int>(dp / 8);  // 8, 16 or 32: divides a warp
-  const int n_vecs = kBlockK * vecs_per_row;           // a multiple of kQuantThreads
-  const bool fp8 = p.pv_mode != PvMode::kFp16;
-  static_assert(kBlockK * 8 % kQuantThreads == 0, "every lane runs every iteration for dp >= 64");
-
-  // Pass over the tile: K amax per group (K' values are recomputed below, bit-identically). A
-  // token's vectors sit in vecs_per_row consecutive lanes and every lane runs every iteration
-  // (n_vecs is a multiple of the block), so each token's amax is reduced with shuffles first and
-  // one lane per token updates the group's shared maximum.
-  for (int i = threadIdx.x; i < n_vecs; i += blockDim.x) {
-    const int tb = i / vecs_per_row, c0 = (i % vecs_per_row) * 8;
-    const int64_t t = t_base + tb;
-    float a = 0.0f;
-    if (t < s.len && c0 < d) {
-      const int64_t off = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h +
-                          (s.begin + t) * p.k_stride_n + c0;
-      float x[8];
-      if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + off, x);
-      else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.k, off + j);
+  // ---- K codes: 8 codes (8 bytes) per row visit; padding rows / channels get 0.
+  {
+    const float inv = __fdiv_rn(kInt8Max, fmaxf(s_amax[group], kMinAmax));
+    int8_t* k_dst = p.k_codes + (bh * np + t0) * kDp + c0;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) a = fmaxf(a, fabsf(__fsub_rn(x[j], km[c0 + j])));
-    }
-    for (int o = vecs_per_row / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if (i % vecs_per_row == 0) dev::atomic_max_nonneg(&amax_k[kg.group_of(tb)], a);
-  }
-  __syncthreads();
-
-  for (int i = threadIdx.x; i < n_vecs; i += blockDim.x) {
-    const int tb = i / vecs_per_row, c0 = (i % vecs_per_row) * 8;
-    const int64_t t = t_base + tb;
-    const bool valid = t < s.len && c0 < d;
-    // ---- K ----
-    uint32_t kw[2] = {0u, 0u};
-    if (valid) {
-      const int64_t off = (p.cu_seqlens_k ? 0 : b * p.k_stride_b) + h * p.k_stride_h +
-                          (s.begin + t) * p.k_stride_n + c0;
-      float x[8];
-      if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.k) + off, x);
-      else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.k, off + j);
-      const float inv = __fdiv_rn(kInt8Max, fmaxf(amax_k[kg.group_of(tb)], kMinAmax));
+    for (int j = 0; j < S::kPasses; ++j) {
+      const int r = r0 + j * S::kRowsPerPass;
+      uint32_t w[2] = {0u, 0u};
+      if (r < rows && col_ok) {
+        float x[8];
+        widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t c = static_cast<uint8_t>(dev::int8_code(__fsub_rn(x[j], km[c0 + j]), inv));
-        kw[j / 4] |= c << (8 * (j % 4));
-      }
-    }
-    *reinterpret_cast<uint2*>(p.k_codes + (bh * np + t) * dp + c0) = make_uint2(kw[0], kw[1]);
-
-    // ---- V, fp16 mode: same [np][dp] layout as the input ----
-    if (fp8) continue;
-    float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (valid) {
-      const int64_t off = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h +
-                          (s.begin + t) * p.v_stride_n + c0;
-      if (aligned) dev::load8<kBf16>(static_cast<const uint16_t*>(p.v) + off, x);
-      else for (int j = 0; j < 8; ++j) x[j] = load_elem<kBf16>(p.v, off + j);
-    }
-    uint32_t vw[4] = {0u, 0u, 0u, 0u};
-    if (valid) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t c = dev::fp16_code(__fsub_rn(x[j], vm[c0 + j]), vinv[c0 + j]);
-        vw[j / 2] |= c << (16 * (j % 2));
-      }
-    }
-    *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (bh * np + t) * dp + c0) =
-        make_uint4(vw[0], vw[1], vw[2], vw[3]);
-  }
-  if (threadIdx.x < kg.count && t_base < max(s.len, int64_t(1)))
-    p.k_scales[bh * (np / kBlockK) * kg.count + blk * kg.count + threadIdx.x] =
-        __fdiv_rn(fmaxf(amax_k[threadIdx.x], kMinAmax), kInt8Max);
-  if (!fp8) return;
-  // fp8 V, transposed: thread = (channel c, 32-token chunk q). It reads the chunk's 32 values of
-  // channel c (for each token, consecutive threads read consecutive channels: coalesced) and
-  // writes the 32 codes in k-position order (quant::fp8_v_kpos) as two 16-byte stores.
-  constexpr int kChunk = 32;
-  const int64_t v_base = (p.cu_seqlens_k ? 0 : b * p.v_stride_b) + h * p.v_stride_h;
-  auto* vout = static_cast<uint8_t*>(p.v_codes) + bh * dp * np + t_base;
-  for (int i = threadIdx.x; i < dp * (kBlockK / kChunk); i += blockDim.x) {
-    const int c = static_cast<int>(i % dp), q = static_cast<int>(i / dp);
-    uint32_t w[kChunk / 4] = {};
-    if (c < d) {
-      const float mean = vm[c], inv = vinv[c];
-#pragma unroll
-      for (int u = 0; u < kChunk; ++u) {
-        const int64_t t = t_base + q * kChunk + u;
-        if (t < s.len) {
-          const float x = load_elem<kBf16>(p.v, v_base + (s.begin + t) * p.v_stride_n + c);
-          const uint32_t code = dev::fp8_code(__fsub_rn(x, mean), inv);
-          const int kpos = fp8_v_kpos(u);  // compile-time after unrolling
-          w[kpos / 4] |= code << (8 * (kpos % 4));
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t code = static_cast<uint8_t>(dev::int8_code(__fsub_rn(x[e], km[e]), inv));
+          w[e / 4] |= code << (8 * (e % 4));
         }
       }
+      __stcs(reinterpret_cast<uint2*>(k_dst + int64_t(r) * kDp), make_uint2(w[0], w[1]));
     }
-    auto* dst = reinterpret_cast<uint4*>(vout + int64_t(c) * np + q * kChunk);
-    dst[0] = make_uint4(w[0], w[1], w[2], w[3]);
-    dst[1] = make_uint4(w[4], w[5], w[6], w[7]);
+  }
+  if (tid < kg.count)  // blk < chunks: this block holds tokens
+    p.k_scales[(bh * (np / kBlock) + blk) * kg.count + tid] =
+        __fdiv_rn(fmaxf(s_amax[tid], kMinAmax), kInt8Max);
+
+  if (p.pv_mode == PvMode::kFp16) {
+    // ---- V, fp16: same [np][dp] layout and thread mapping as K.
+    uint16_t* v_dst = static_cast<uint16_t*>(p.v_codes) + (bh * np + t0) * kDp + c0;
+#pragma unroll
+    for (int j = 0; j < S::kPasses; ++j) {
+      const int r = r0 + j * S::kRowsPerPass;
+      uint32_t w[4] = {0u, 0u, 0u, 0u};
+      if (r < rows && col_ok) {
+        float x[8];
+        widen8<kBf16>(*reinterpret_cast<const uint4*>(sv + r * kDp + c0), x);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t code = dev::fp16_code(__fsub_rn(x[e], s_vm[c0 + e]), s_vinv[c0 + e]);
+          w[e / 2] |= code << (16 * (e % 2));
+        }
+      }
+      __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(r) * kDp),
+             make_uint4(w[0], w[1], w[2], w[3]));
+    }
+    return;
+  }
+
+  // ---- V, fp8, transposed: unit = (channel pair c, c+1; quarter q = 16 tokens). The quarter's
+  // 16 codes of a channel are one 16-byte run at k-positions 16q .. 16q+15 (fp8_v_kpos keeps
+  // tokens w < 16 of a 32-token chunk in positions < 16). Within it, 32-bit word t holds tokens
+  // 2t, 2t+1, 8+2t, 9+2t (k-positions 4t .. 4t+3). A warp reads 32 consecutive pairs of a row
+  // (128 bytes): conflict-free.
+  constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
+#pragma unroll
+  for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
+    const int i = tid + j * kThreads;
+    if (kUnits % kThreads != 0 && i >= kUnits) break;
+    const int c = (i % kPairs) * 2, q = i / kPairs;
+    uint32_t w0[4] = {0u, 0u, 0u, 0u}, w1[4] = {0u, 0u, 0u, 0u};
+    if (c < d) {
+      const float m0 = s_vm[c], m1 = s_vm[c + 1], i0 = s_vinv[c], i1 = s_vinv[c + 1];
+      // Word by word: only the 4 tokens of one word are live at a time.
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        float y0[4], y1[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int r = 16 * q + (k < 2 ? 2 * t + k : 8 + 2 * t + (k - 2));
+          y0[k] = 0.0f, y1[k] = 0.0f;  // padding tokens: code 0
+          if (r < rows) {
+            float x0, x1;
+            widen2<kBf16>(*reinterpret_cast<const uint32_t*>(sv + r * kDp + c), x0, x1);
+            y0[k] = __fmul_rn(__fsub_rn(x0, m0), i0);
+            y1[k] = __fmul_rn(__fsub_rn(x1, m1), i1);
+          }
+        }
+        w0[t] = e4m3x2(y0[0], y0[1]) | (e4m3x2(y0[2], y0[3]) << 16);
+        w1[t] = e4m3x2(y1[0], y1[1]) | (e4m3x2(y1[2], y1[3]) << 16);
+      }
+    }
+    uint8_t* dst = static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 + 16 * q;
+    __stcs(reinterpret_cast<uint4*>(dst), make_uint4(w0[0], w0[1], w0[2], w0[3]));
+    __stcs(reinterpret_cast<uint4*>(dst + np), make_uint4(w1[0], w1[1], w1[2], w1[3]));
   }
 }
 
+template <bool kBf16, int kDp>
+__device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd, uint32_t blk,
+                                              bool aligned, uint16_t* sk, uint16_t* sv,
+                                              float* s_amax, float* s_km, float* s_vm,
+                                              float* s_vinv) {
+  if (blk >= hd.chunks) {
+    write_padding<kDp>(p, hd, blk);
+    return;
+  }
+  const int64_t t0 = int64_t(blk) * kBlock;
+  const int rows = static_cast<int>(hd.len - t0 < kBlock ? hd.len - t0 : kBlock);
+  if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
+  // The raw rows do not depend on the stats: start loading before waiting for them.
+  load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/true, sk, sv);
+  if (threadIdx.x == 0) wait_for_stats(p.counters + hd.bh, hd.chunks);
+  __syncthreads();  // the stats are published (thread 0 acquired them); s_amax is zeroed
+  quantize_block<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv);
+}
+
+// ------------------------------------------------------------------------------------- kernel
+template <bool kBf16, int kDp>
+__global__ void __launch_bounds__(kThreads, Shape<kDp>::kMinCtasPerSm)
+    kv_quant_kernel(const __grid_constant__ KvQuantParams p, const KvQuantSchedule s,
+                    bool aligned) {
+  using S = Shape<kDp>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint16_t* sk = reinterpret_cast<uint16_t*>(smem);
+  uint16_t* sv = sk + S::kTileElems;
+  __shared__ __align__(16) float s_km[kDp];
+  __shared__ __align__(16) float s_vm[kDp];
+  __shared__ __align__(16) float s_vinv[kDp];
+  __shared__ float s_amax[kMaxKGroups];
+  __shared__ uint32_t s_ticket;
+  __shared__ int s_last;
+  uint32_t* const ticket_counter = p.counters + p.batch * p.heads_kv;
+
+  // Thread 0 fetches the next ticket while the block works on the current one.
+  uint32_t next = 0;
+  if (threadIdx.x == 0) next = atomicAdd(ticket_counter, 1u);
+  for (;;) {
+    if (threadIdx.x == 0) s_ticket = next;
+    __syncthreads();
+    const uint32_t t = s_ticket;
+    if (t >= s.tickets()) {
+      // Every CTA makes exactly one fetch past the end: the one that gets the largest value is
+      // the last fetch of the launch, and leaves the counter zero.
+      if (threadIdx.x == 0 && t == s.tickets() + gridDim.x - 1) atomicExch(ticket_counter, 0u);
+      break;
+    }
+    if (threadIdx.x == 0) next = atomicAdd(ticket_counter, 1u);
+    const KvQuantItem it = kv_quant_item(t, s);
+    const Head hd = head_of(p, it.index / s.blocks);
+    const uint32_t blk = it.index % s.blocks;
+    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, aligned, sk, sv, &s_last);
+    else quantize_item<kBf16, kDp>(p, hd, blk, aligned, sk, sv, s_amax, s_km, s_vm, s_vinv);
+    __syncthreads();  // shared memory (tile, stats, s_amax, s_last, s_ticket) is free again
+  }
+}
+
+// --------------------------------------------------------------------------------- host side
 std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
 struct Sizes {
@@ -281,7 +636,80 @@ Sizes sizes(const KvQuantParams& p) {
           align256(bh * dp * sizeof(float)),
           align256(bh * dp * sizeof(float)),
           align256(bh * (np / kMeanChunkTokens) * kPartialFields * dp * sizeof(float)),
-          align256(bh * sizeof(uint32_t))};
+          align256((bh + kControlWords) * sizeof(uint32_t))};
+}
+
+// A positive integer from the environment, or `fallback`. Tuning overrides for the device
+// benchmark (kv_quant.h lists them); unset in normal use.
+int64_t env_positive(const char* name, int64_t fallback) {
+  const char* s = std::getenv(name);
+  if (s == nullptr || *s == '\0') return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(s, &end, 10);
+  return (*end == '\0' && v > 0 && v < (1LL << 31)) ? v : fallback;
+}
+
+// Resident CTAs per SM: enough 16-byte loads in flight to cover DRAM latency, and no more (every
+// resident CTA holds up to one tile in flight, and the in-flight tickets widen the window that
+// L2 must hold, see choose_lead). 128 KB of tiles per SM: hd64 8, hd128 4, hd256 2 CTAs;
+// 132 SMs x 128 KB = 17 MB in flight, several times the ~6 MB that 4.3 TB/s x ~1.5 us needs.
+constexpr int64_t kTileBytesPerSm = 128 * 1024;
+
+// lead (kv_quant_schedule.h): the quantize item of a block is handed out about `lead` stats
+// items after its stats item. Two opposite costs:
+//  - too small: a quantize item is handed out before its head's stats are published and its CTA
+//    spins. When the quantize item of a head's first block is handed out, the head's last stats
+//    item was handed out 2 * (lead - blocks) tickets earlier; it must have finished (a ticket
+//    lives about `grid` tickets: each CTA holds its current and its prefetched ticket, ~2 * grid
+//    tickets in flight, half of them ahead of it) and its CTA must have folded the records (one
+//    staged 16 KB batch per ~0.5 us; ~8 tickets are handed out per record at ~130 tickets/us at
+//    the target speed, i.e. ~4 stats items per chunk). So lead ~ blocks + grid + 4 * blocks.
+//  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
+//    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
+//    B = 32 (grid 528, blocks 16): lead = 608 -> 19 MB of live K/V lines + 10 MB of output:
+//    inside the H200's 50 MB L2. Long sequences (blocks = 512 at 32K) give up L2 reuse (the
+//    head alone is 16 MB and its fold is long): two DRAM reads, like the old two-pass code.
+int64_t choose_lead(int64_t blocks, int64_t grid, int64_t items) {
+  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", grid + 4 * blocks);
+  return std::min(items, blocks + slack);
+}
+
+template <bool kBf16, int kDp>
+void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
+  using S = Shape<kDp>;
+  const auto kernel = &kv_quant_kernel<kBf16, kDp>;
+  constexpr int kSmem = S::kSmemBytes;
+  if (kSmem > 48 * 1024)
+    SAGEATTN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  int device = 0, sms = 0, occupancy = 0;
+  SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
+  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  SAGEATTN_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kThreads, kSmem));
+  SAGEATTN_CHECK_CODE(occupancy > 0, ErrorCode::kInternal, "kv_quantize: the kernel for head dim ",
+                      kDp, " does not fit on an SM");
+  const int64_t per_sm = std::min<int64_t>(
+      occupancy,
+      env_positive("SAGEATTN_KV_QUANT_CTAS_PER_SM", std::max<int64_t>(1, kTileBytesPerSm / kSmem)));
+
+  const int64_t heads = p.batch * p.heads_kv, blocks = p.seqlen_k_padded / kBlock;
+  const int64_t items = heads * blocks;
+  const int64_t grid = std::min(per_sm * sms, 2 * items);
+  // Tickets run to 2 * items + grid - 1 (one fetch past the end per CTA).
+  SAGEATTN_CHECK_CODE(2 * items + grid <= int64_t(UINT32_MAX), ErrorCode::kUnsupported,
+                      "kv_quantize: ", heads, " heads x ", blocks,
+                      " blocks is too many work items");
+  KvQuantSchedule s;
+  s.items = static_cast<uint32_t>(items);
+  s.blocks = static_cast<uint32_t>(blocks);
+  s.lead = static_cast<uint32_t>(choose_lead(blocks, grid, items));
+
+  SAGEATTN_CUDA_CHECK(
+      cudaMemsetAsync(p.counters + heads, 0, kControlWords * sizeof(uint32_t), stream));
+  kv_quant_kernel<kBf16, kDp>
+      <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned);
+  SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -307,32 +735,37 @@ void kv_quant_bind_workspace(KvQuantParams& p, void* workspace) {
 }
 
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
-  SAGEATTN_CHECK_CODE(p.head_dim_padded <= kStatsThreads && p.head_dim_padded % 16 == 0,
-                      ErrorCode::kInternal, "kv_quantize: head_dim_padded=", p.head_dim_padded);
-  SAGEATTN_CHECK_CODE(p.tiles.block_k == kSm80Tiles.block_k, ErrorCode::kInternal,
+  const int64_t dp = p.head_dim_padded;
+  SAGEATTN_CHECK_CODE(dp == 64 || dp == 128 || dp == 256, ErrorCode::kInternal,
+                      "kv_quantize: head_dim_padded=", dp, " (64, 128 or 256)");
+  SAGEATTN_CHECK_CODE(p.head_dim > 0 && p.head_dim <= dp && p.head_dim % 8 == 0,
+                      ErrorCode::kInternal, "kv_quantize: head_dim=", p.head_dim,
+                      " with head_dim_padded=", dp);
+  SAGEATTN_CHECK_CODE(p.tiles.block_k == kBlock, ErrorCode::kInternal,
                       "kv_quantize: block_k=", p.tiles.block_k, " has no instantiation");
-  SAGEATTN_CHECK_CODE(p.seqlen_k_padded % p.tiles.block_k == 0 &&
-                          p.seqlen_k_padded % kMeanChunkTokens == 0,
-                      ErrorCode::kInternal, "kv_quantize: seqlen_k_padded=", p.seqlen_k_padded);
+  SAGEATTN_CHECK_CODE(p.seqlen_k_padded % kBlock == 0, ErrorCode::kInternal,
+                      "kv_quantize: seqlen_k_padded=", p.seqlen_k_padded);
+  const GroupSpec kg = p.tiles.k_groups(p.granularity);
+  SAGEATTN_CHECK_CODE(kg.block == kBlock &&
+                          ((kg.stride == 1 && kg.count == 1) || (kg.stride == 2 && kg.count == 4)),
+                      ErrorCode::kInternal, "kv_quantize: K groups {", kg.block, ", ", kg.stride,
+                      ", ", kg.count, "} are not laid out for this kernel");
+  SAGEATTN_CHECK_CODE(p.dtype == DType::kBF16 || p.dtype == DType::kF16, ErrorCode::kInternal,
+                      "kv_quantize: dtype ", to_string(p.dtype));
   if (p.batch == 0 || p.heads_kv == 0 || p.seqlen_k_padded == 0) return;
+  const bool aligned = (reinterpret_cast<uintptr_t>(p.k) % 16 == 0) &&
+                       (reinterpret_cast<uintptr_t>(p.v) % 16 == 0) && p.k_stride_b % 8 == 0 &&
+                       p.k_stride_h % 8 == 0 && p.k_stride_n % 8 == 0 && p.v_stride_b % 8 == 0 &&
+                       p.v_stride_h % 8 == 0 && p.v_stride_n % 8 == 0;
   const bool bf16 = p.dtype == DType::kBF16;
-  const bool aligned =
-      (reinterpret_cast<uintptr_t>(p.k) % 16 == 0) && (reinterpret_cast<uintptr_t>(p.v) % 16 == 0) &&
-      p.k_stride_b % 8 == 0 && p.k_stride_h % 8 == 0 && p.k_stride_n % 8 == 0 &&
-      p.v_stride_b % 8 == 0 && p.v_stride_h % 8 == 0 && p.v_stride_n % 8 == 0;
-  const int64_t chunks = p.seqlen_k_padded / kMeanChunkTokens;
-  const int per_block = stats_chunks_per_block(p.head_dim_padded);
-  const dim3 stats_grid(unsigned((chunks + per_block - 1) / per_block), unsigned(p.heads_kv),
-                        unsigned(p.batch));
-  if (bf16) kv_stats_kernel<true><<<stats_grid, kStatsThreads, 0, stream>>>(p, aligned);
-  else kv_stats_kernel<false><<<stats_grid, kStatsThreads, 0, stream>>>(p, aligned);
-  SAGEATTN_CUDA_CHECK_LAUNCH();
-
-  constexpr int kBlockK = kSm80Tiles.block_k;
-  const dim3 grid(unsigned(p.seqlen_k_padded / kBlockK), unsigned(p.heads_kv), unsigned(p.batch));
-  if (bf16) kv_quantize_kernel<true, kBlockK><<<grid, kQuantThreads, 0, stream>>>(p, aligned);
-  else kv_quantize_kernel<false, kBlockK><<<grid, kQuantThreads, 0, stream>>>(p, aligned);
-  SAGEATTN_CUDA_CHECK_LAUNCH();
+  switch (dp) {
+    case 64:
+      return bf16 ? launch<true, 64>(p, aligned, stream) : launch<false, 64>(p, aligned, stream);
+    case 128:
+      return bf16 ? launch<true, 128>(p, aligned, stream) : launch<false, 128>(p, aligned, stream);
+    default:
+      return bf16 ? launch<true, 256>(p, aligned, stream) : launch<false, 256>(p, aligned, stream);
+  }
 }
 
 }  // namespace sageattn::quant

@@ -1,15 +1,25 @@
 // src/quant/kv_quant.h: K and V quantization on the GPU, bit-identical to the CPU reference
 // (docs/NUMERICS.md §2; tests/gpu/test_gpu_quant.cu proves it).
 //
-// Two passes over K and V, no host round trip:
-//   1. stats: per 64-token chunk of each (sequence, KV head): fp32 sums of K and V, min and max
-//      of V; the last CTA of a head to finish (atomic counter) reduces the chunk partials in
-//      ascending order into the K mean, V mean and V scales. The order is fixed, so the result is
-//      deterministic whichever CTA finishes last.
-//   2. quantize: K' = K - mean -> int8 with group scales; V (- mean) -> fp8 e4m3 (transposed,
-//      tokens permuted within 32-token chunks for the mma.m16n8k32 A/B fragments) or fp16.
+// One fused, persistent kernel, no host round trip (kv_quant.cu; work order in
+// kv_quant_schedule.h). Every 64-token block of every (sequence, KV head) is two work items:
+//   stats:    fp32 sums of K and V and min / max of V over the block (one kMeanChunkTokens chunk);
+//             the last stats item of a head to finish (atomic counter) folds the chunk records in
+//             ascending order into the K mean, V mean and V scales. The order is fixed, so the
+//             result is deterministic whichever item finishes last.
+//   quantize: K' = K - mean -> int8 with group scales; V (- mean) -> fp8 e4m3 (transposed, tokens
+//             permuted within 32-token chunks for the mma.m16n8k32 A/B fragments) or fp16. Handed
+//             out a fixed number of items after the stats item of the same block, so that its
+//             second read of K and V hits L2; it waits (acquire) for its head's stats.
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
-// padding filled with zeros (codes) / neutral values (scales 1, means 0).
+// padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
+// neutral means and scales too.
+//
+// Tuning overrides (environment, read by kv_quantize; unset in normal use, for device sweeps):
+//   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default: 128 KB of tiles per SM, capped
+//                                  by occupancy: hd64 5, hd128 4, hd256 2)
+//   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
+//                                  head's blocks (default: grid + 4 * blocks per head)
 #pragma once
 
 #include <cstddef>
@@ -42,15 +52,17 @@ struct KvQuantParams {
   PvMode pv_mode = PvMode::kFp8;  // resolved
 
   // ---- outputs (workspace) ----
-  int8_t* k_codes = nullptr;    // [b, h_kv, np, dp]
-  float* k_scales = nullptr;    // [b, h_kv, np / block_k * groups_per_block]
-  float* k_mean = nullptr;      // [b, h_kv, dp]
-  void* v_codes = nullptr;      // fp8: uint8 [b, h_kv, dp, np] (permuted); fp16: [b, h_kv, np, dp]
-  float* v_scales = nullptr;    // [b, h_kv, dp]: dequantization factor per channel
-  float* v_inv = nullptr;       // [b, h_kv, dp]: the quantizer's multiplier (range / amax, 2^-e)
-  float* v_mean = nullptr;      // [b, h_kv, dp]
-  float* partials = nullptr;    // [b, h_kv, np / kMeanChunkTokens, 4, dp]
-  uint32_t* counters = nullptr; // [b * h_kv]; zero on entry, left zero on exit
+  int8_t* k_codes = nullptr;  // [b, h_kv, np, dp]
+  float* k_scales = nullptr;  // [b, h_kv, np / block_k * groups_per_block]
+  float* k_mean = nullptr;    // [b, h_kv, dp]
+  void* v_codes = nullptr;    // fp8: uint8 [b, h_kv, dp, np] (permuted); fp16: [b, h_kv, np, dp]
+  float* v_scales = nullptr;  // [b, h_kv, dp]: dequantization factor per channel
+  float* v_inv = nullptr;     // [b, h_kv, dp]: the quantizer's multiplier (range / amax, 2^-e)
+  float* v_mean = nullptr;    // [b, h_kv, dp]
+  float* partials = nullptr;  // [b, h_kv, np / kMeanChunkTokens, 4, dp]: chunk records
+  // [b * h_kv + 1]: one counter per (sequence, KV head), zero on entry and left zero on exit;
+  // then the work-ticket counter, which kv_quantize zeroes itself before each launch.
+  uint32_t* counters = nullptr;
 };
 
 // Bytes of workspace the buffers above need, each 256-byte aligned, in the order of the struct.
@@ -58,8 +70,9 @@ std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 // Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
-// Runs both passes on `stream`. The counters must be zero on entry (cudaMemsetAsync once after
-// allocating the workspace); they are zero again on exit.
+// Quantizes K and V on `stream` (a 4-byte memset of the ticket counter, then one kernel). The
+// per-head counters must be zero on entry (cudaMemsetAsync once after allocating the workspace);
+// they are zero again on exit.
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

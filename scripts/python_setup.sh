@@ -25,6 +25,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv --system-site-packages --without-pip "$venv"
   fi
 fi
+# When $python is itself a virtual environment (the GPU machine's python3 is one, holding torch),
+# --system-site-packages shows the base interpreter's packages, not its own: a .pth file adds
+# $python's site-packages to the new environment, so it sees exactly what $python sees.
+site_pth="$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')/_sageattn_parent_site.pth"
+"$python" -c 'import site; print("\n".join(site.getsitepackages()))' >"$site_pth" 2>/dev/null || rm -f "$site_pth"
 if "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
   pip=("$venv/bin/python" -m pip)
 else

@@ -17,8 +17,9 @@
 // A block past a sequence's end is padding: its quantize item writes zeros and waits for nothing.
 //
 // Bytes at hd128, N = 1K, B = 32, H = 32 (bf16): K and V read once from DRAM (537 MB) if the
-// second read hits L2, int8 K + fp8 V written (268 MB), chunk records 34 MB written and read back
-// from L2: ~0.84 GB of DRAM traffic instead of 1.34 GB for the two-pass version.
+// second read hits L2, int8 K + fp8 V written (268 MB); the chunk records (34 MB) are written,
+// read back from L2 by the fold and discarded there: ~0.81 GB of DRAM traffic instead of
+// 1.34 GB for the two-pass version (0.19 ms at 4.3 TB/s).
 //
 // Per-head counter protocol (counters[bh], zero on entry, zero on exit), chunks = ceil(len / 64):
 //   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
@@ -41,7 +42,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdlib>
 
 #include "common/check.h"
@@ -665,19 +665,21 @@ int64_t env_positive(const char* name, int64_t fallback) {
 
 // Resident CTAs per SM: enough 16-byte loads in flight to cover DRAM latency, and no more (every
 // resident CTA holds up to one tile in flight, and the in-flight tickets widen the window that
-// L2 must hold, see choose_lead). 128 KB of tiles per SM: hd64 8, hd128 4, hd256 2 CTAs;
-// 132 SMs x 128 KB = 17 MB in flight, several times the ~6 MB that 4.3 TB/s x ~1.5 us needs.
+// L2 must hold, see choose_lead). 128 KB of tiles per SM: hd64 8 (5 after the register cap),
+// hd128 4, hd256 2 CTAs; 132 SMs x 128 KB = 17 MB in flight at most, several times the ~6 MB
+// that 4.3 TB/s x ~1.5 us of loaded latency needs.
 constexpr int64_t kTileBytesPerSm = 128 * 1024;
 
 // lead (kv_quant_schedule.h): the quantize item of a block is handed out about `lead` stats
 // items after its stats item. Two opposite costs:
 //  - too small: a quantize item is handed out before its head's stats are published and its CTA
-//    spins. When the quantize item of a head's first block is handed out, the head's last stats
-//    item was handed out 2 * (lead - blocks) tickets earlier; it must have finished (a ticket
-//    lives about `grid` tickets: each CTA holds its current and its prefetched ticket, ~2 * grid
-//    tickets in flight, half of them ahead of it) and its CTA must have folded the records (one
-//    staged 16 KB batch per ~0.5 us; ~8 tickets are handed out per record at ~130 tickets/us at
-//    the target speed, i.e. ~4 stats items per chunk). So lead ~ blocks + grid + 4 * blocks.
+//    spins. When a head's first quantize item is handed out, the head's last stats item was
+//    handed out ~2 * (lead - blocks) tickets earlier. It must have finished (the CTAs hold
+//    ~2 * grid tickets, current + prefetched, so a ticket finishes ~2 * grid tickets after it is
+//    handed out) and its CTA must have folded the head's records (the fold streams ~32 KB per
+//    ~0.8 us of L2 latency: 2 KB per chunk at hd128 is ~50 ns, ~7 tickets at the ~130 tickets/us
+//    of the target speed). So 2 * (lead - blocks) ~ 2 * grid + 7 * blocks:
+//    lead ~ blocks + grid + 4 * blocks.
 //  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
 //    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
 //    B = 32 (grid 528, blocks 16): lead = 608 -> 19 MB of live K/V lines + 10 MB of output:

@@ -84,7 +84,8 @@ struct Shape {
   static_assert(kRecord % kThreads == 0 && (kFoldBatch * kRecord / 4) % kThreads == 0,
                 "the fold's chains and copies tile the block");
   static_assert(kFoldBatch >= 1, "a fold batch holds at least one chunk record");
-  static_assert(kRecord * 4 % 128 == 0, "records are whole 128-byte lines (partials is 256-aligned)");
+  static_assert(kRecord * 4 % 128 == 0,
+                "records are whole 128-byte lines (partials is 256-aligned)");
 };
 
 // ------------------------------------------------------------------------------ device helpers
@@ -207,6 +208,18 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
     }
   }
 }
+
+// Thread 0's next ticket. An item takes it once its tile has landed (the atomic's round trip
+// then overlaps the item's compute and stores, and the ticket does not wait behind a whole item:
+// see choose_lead); the main loop takes it if the item did not.
+struct NextTicket {
+  uint32_t* counter;
+  uint32_t value;
+  bool taken;
+  __device__ __forceinline__ void take() {
+    if (threadIdx.x == 0 && !taken) value = atomicAdd(counter, 1u), taken = true;
+  }
+};
 
 // ---------------------------------------------------------------------------------- stats item
 // Chunk record of one block: a thread owns kCpt channels of K or of V and adds the block's rows
@@ -379,7 +392,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
                                            const Head& hd, uint32_t blk, bool aligned, uint16_t* sk,
-                                           uint16_t* sv, int* s_last) {
+                                           uint16_t* sv, int* s_last, NextTicket& next) {
   using S = Shape<kDp>;
   const uint32_t arrivals = max(hd.chunks, 1u);
   if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
@@ -389,6 +402,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/false, sk, sv);
     ptx::cp_async_wait<0>();
     __syncthreads();
+    next.take();
     block_stats<kBf16, kDp>(p, rows, sk, sv,
                             p.partials + (hd.bh * int64_t(s.blocks) + blk) * S::kRecord);
   }
@@ -440,7 +454,7 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
 template <bool kBf16, int kDp>
 __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blk, int rows,
                                const uint16_t* sk, const uint16_t* sv, float* s_amax, float* s_km,
-                               float* s_vm, float* s_vinv) {
+                               float* s_vm, float* s_vinv, NextTicket& next) {
   using S = Shape<kDp>;
   const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock, bh = hd.bh;
@@ -454,6 +468,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   }
   ptx::cp_async_wait<0>();
   __syncthreads();  // tile and stats visible to the block
+  next.take();
 
   // ---- K: amax per group. Thread = 8 channels (one 16-byte vector) of rows r0 + j * kRowsPerPass
   // (a warp reads consecutive 16-byte vectors of a row: conflict-free), all in one group.
@@ -575,7 +590,7 @@ template <bool kBf16, int kDp>
 __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd, uint32_t blk,
                                               bool aligned, uint16_t* sk, uint16_t* sv,
                                               float* s_amax, float* s_km, float* s_vm,
-                                              float* s_vinv) {
+                                              float* s_vinv, NextTicket& next) {
   if (blk >= hd.chunks) {
     write_padding<kDp>(p, hd, blk);
     return;
@@ -587,7 +602,7 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/true, sk, sv);
   if (threadIdx.x == 0) wait_for_stats(p.counters + hd.bh, hd.chunks);
   __syncthreads();  // the stats are published (thread 0 acquired them); s_amax is zeroed
-  quantize_block<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv);
+  quantize_block<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
 }
 
 // ------------------------------------------------------------------------------------- kernel
@@ -608,10 +623,10 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kMinCtasPerSm)
   uint32_t* const ticket_counter = p.counters + p.batch * p.heads_kv;
 
   // Thread 0 fetches the next ticket while the block works on the current one.
-  uint32_t next = 0;
-  if (threadIdx.x == 0) next = atomicAdd(ticket_counter, 1u);
+  NextTicket next{ticket_counter, 0u, false};
+  next.take();
   for (;;) {
-    if (threadIdx.x == 0) s_ticket = next;
+    if (threadIdx.x == 0) s_ticket = next.value;
     __syncthreads();
     const uint32_t t = s_ticket;
     if (t >= s.tickets()) {
@@ -620,12 +635,13 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kMinCtasPerSm)
       if (threadIdx.x == 0 && t == s.tickets() + gridDim.x - 1) atomicExch(ticket_counter, 0u);
       break;
     }
-    if (threadIdx.x == 0) next = atomicAdd(ticket_counter, 1u);
+    next.taken = false;
     const KvQuantItem it = kv_quant_item(t, s);
     const Head hd = head_of(p, it.index / s.blocks);
     const uint32_t blk = it.index % s.blocks;
-    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, aligned, sk, sv, &s_last);
-    else quantize_item<kBf16, kDp>(p, hd, blk, aligned, sk, sv, s_amax, s_km, s_vm, s_vinv);
+    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, aligned, sk, sv, &s_last, next);
+    else quantize_item<kBf16, kDp>(p, hd, blk, aligned, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
+    next.take();      // items without a tile (padding, empty arrivals) take it here
     __syncthreads();  // shared memory (tile, stats, s_amax, s_last, s_ticket) is free again
   }
 }
@@ -674,19 +690,19 @@ constexpr int64_t kTileBytesPerSm = 128 * 1024;
 // items after its stats item. Two opposite costs:
 //  - too small: a quantize item is handed out before its head's stats are published and its CTA
 //    spins. When a head's first quantize item is handed out, the head's last stats item was
-//    handed out ~2 * (lead - blocks) tickets earlier. It must have finished (the CTAs hold
-//    ~2 * grid tickets, current + prefetched, so a ticket finishes ~2 * grid tickets after it is
-//    handed out) and its CTA must have folded the head's records (the fold streams ~32 KB per
-//    ~0.8 us of L2 latency: 2 KB per chunk at hd128 is ~50 ns, ~7 tickets at the ~130 tickets/us
-//    of the target speed). So 2 * (lead - blocks) ~ 2 * grid + 7 * blocks:
-//    lead ~ blocks + grid + 4 * blocks.
+//    handed out ~2 * (lead - blocks) tickets earlier. It must have finished: a CTA takes its next
+//    ticket half-way through its current item (NextTicket), so a ticket finishes ~1.5 item
+//    times after it is handed out, while the grid hands out ~1.5 * grid tickets. And its CTA must
+//    have folded the head's records: the fold streams ~32 KB per ~0.8 us of L2 latency, so 2 KB
+//    per chunk at hd128 is ~50 ns, ~7 tickets at the ~130 tickets/us of the target speed. So
+//    2 * (lead - blocks) ~ 1.5 * grid + 7 * blocks: lead ~ blocks + 3/4 grid + 4 * blocks.
 //  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
 //    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
-//    B = 32 (grid 528, blocks 16): lead = 608 -> 19 MB of live K/V lines + 10 MB of output:
-//    inside the H200's 50 MB L2. Long sequences (blocks = 512 at 32K) give up L2 reuse (the
+//    B = 32 (grid 528, blocks 16): lead = 476 -> 15 MB of live K/V lines + 8 MB of output:
+//    well inside the H200's 50 MB L2. Long sequences (blocks = 512 at 32K) give up L2 reuse (the
 //    head alone is 16 MB and its fold is long): two DRAM reads, like the old two-pass code.
 int64_t choose_lead(int64_t blocks, int64_t grid, int64_t items) {
-  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", grid + 4 * blocks);
+  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", 3 * grid / 4 + 4 * blocks);
   return std::min(items, blocks + slack);
 }
 

@@ -19,7 +19,7 @@
 //   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default: 128 KB of tiles per SM, capped
 //                                  by occupancy: hd64 5, hd128 4, hd256 2)
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
-//                                  head's blocks (default: grid + 4 * blocks per head)
+//                                  head's blocks (default: 3/4 grid + 4 * blocks per head)
 #pragma once
 
 #include <cstddef>

@@ -116,33 +116,25 @@ class _Plan:
             buf = np.empty(shape, dtype=dtype)
             if self.framework == "numpy":
                 return buf, lambda: buf
-            return buf, lambda: _host_to_framework(self.framework, buf)
+            return buf, lambda: _to_framework(self.framework, buf, on_device=False)
         if self.framework == "cupy":
             import cupy
             with cupy.cuda.Device(self.device[1]):
                 buf = cupy.empty(shape, dtype=dtype_name)
             return buf, lambda: buf
         buf = _C.empty_device(list(shape), dtype_name, self.device[1])
-        return buf, lambda: _device_to_framework(self.framework, buf)
+        return buf, lambda: _to_framework(self.framework, buf, on_device=True)
 
     def finish(self) -> None:
         if self.sync:
             _C.stream_synchronize(self.stream)
 
 
-def _host_to_framework(framework: str, buf):
+def _to_framework(framework: str, buf, on_device: bool):
+    """The framework's array for a buffer the binding wrote (numpy on the host, or a device buffer)."""
     if framework == "jax":
         import jax.numpy as jnp
-        return jnp.asarray(buf)
-    module = sys.modules.get(framework)
-    from_dlpack = getattr(module, "from_dlpack", None)
-    return from_dlpack(buf) if from_dlpack is not None else buf
-
-
-def _device_to_framework(framework: str, buf):
-    if framework == "jax":
-        import jax.numpy as jnp
-        return jnp.from_dlpack(buf)
+        return jnp.from_dlpack(buf) if on_device else jnp.asarray(buf)
     module = sys.modules.get(framework)
     from_dlpack = getattr(module, "from_dlpack", None)
     return from_dlpack(buf) if from_dlpack is not None else buf

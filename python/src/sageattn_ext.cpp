@@ -231,6 +231,21 @@ void cuda_check(cudaError_t rc, const char* what) {
 }
 #endif
 
+// The input fields of VarlenArgs (out and lse are the caller's business).
+sa::VarlenArgs varlen_inputs(const InArray& q, const InArray& k, const InArray& v,
+                             const InArray& cu_seqlens_q, const InArray& cu_seqlens_k,
+                             int64_t max_seqlen_q, int64_t max_seqlen_k, bool u16_as_bf16) {
+  sa::VarlenArgs a;
+  a.q = to_view(q, "q", u16_as_bf16);
+  a.k = to_view(k, "k", u16_as_bf16);
+  a.v = to_view(v, "v", u16_as_bf16);
+  a.cu_seqlens_q = to_view(cu_seqlens_q, "cu_seqlens_q");
+  a.cu_seqlens_k = to_view(cu_seqlens_k, "cu_seqlens_k");
+  a.max_seqlen_q = max_seqlen_q;
+  a.max_seqlen_k = max_seqlen_k;
+  return a;
+}
+
 }  // namespace
 
 NB_MODULE(_C, m) {
@@ -316,14 +331,8 @@ NB_MODULE(_C, m) {
          const std::string& backend, uintptr_t workspace, size_t workspace_bytes, uintptr_t stream,
          bool u16_as_bf16) {
         const auto o = make_options("HND", causal, scale, pv_mode, granularity, smooth_k, smooth_v, backend);
-        sa::VarlenArgs a;
-        a.q = to_view(q, "q", u16_as_bf16);
-        a.k = to_view(k, "k", u16_as_bf16);
-        a.v = to_view(v, "v", u16_as_bf16);
-        a.cu_seqlens_q = to_view(cu_seqlens_q, "cu_seqlens_q");
-        a.cu_seqlens_k = to_view(cu_seqlens_k, "cu_seqlens_k");
-        a.max_seqlen_q = max_seqlen_q;
-        a.max_seqlen_k = max_seqlen_k;
+        sa::VarlenArgs a = varlen_inputs(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                         max_seqlen_k, u16_as_bf16);
         a.out = to_view(out, "out", u16_as_bf16);
         a.lse = to_view(lse, "lse");
         nb::gil_scoped_release release;
@@ -343,14 +352,8 @@ NB_MODULE(_C, m) {
          std::optional<double> scale, const std::string& pv_mode, const std::string& granularity,
          bool smooth_k, bool smooth_v, const std::string& backend, bool u16_as_bf16) {
         const auto o = make_options("HND", causal, scale, pv_mode, granularity, smooth_k, smooth_v, backend);
-        sa::VarlenArgs a;
-        a.q = to_view(q, "q", u16_as_bf16);
-        a.k = to_view(k, "k", u16_as_bf16);
-        a.v = to_view(v, "v", u16_as_bf16);
-        a.cu_seqlens_q = to_view(cu_seqlens_q, "cu_seqlens_q");
-        a.cu_seqlens_k = to_view(cu_seqlens_k, "cu_seqlens_k");
-        a.max_seqlen_q = max_seqlen_q;
-        a.max_seqlen_k = max_seqlen_k;
+        sa::VarlenArgs a = varlen_inputs(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                         max_seqlen_k, u16_as_bf16);
         a.out = a.q;  // validation needs an output: one shaped like q, never written
         nb::gil_scoped_release release;
         return sa::attention_varlen_workspace_size(a, o);

@@ -132,13 +132,9 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   // fp8: row = channel (stride np bytes), fp16: row = token (stride 2 kD bytes).
   const int64_t v_row_stride = Cfg::kFp8 ? np : int64_t(kD) * 2;
   const uint8_t* v_src0 = v_src + (tid / kVCols) * v_row_stride + (tid % kVCols) * 16;
-#ifndef SAGEATTN_SM80_LOAD_UNROLL
-#define SAGEATTN_SM80_LOAD_UNROLL 1
-#endif
-  constexpr int kLoadUnroll = SAGEATTN_SM80_LOAD_UNROLL;
   auto load_k = [&](int blk, int stage) {
     const int8_t* src = k_src0 + int64_t(blk) * kBlockK * kD;
-#pragma unroll (kLoadUnroll)
+#pragma unroll 1  // unrolled, ptxas held more addresses and spilled (bench/NOTES.md section 6)
     for (int pass = 0; pass < kBlockK / kKRowsPerPass; ++pass)
       ptx::cp_async_16(k_dst0 + stage * Cfg::kKTile + pass * kKRowsPerPass * Cfg::kKPitch,
                        src + pass * kKRowsPerPass * kD, 16);
@@ -146,7 +142,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   auto load_v = [&](int blk, int stage) {
     // fp8: the block's 64 k-positions of every channel; fp16: the block's 64 token rows.
     const uint8_t* src = v_src0 + int64_t(blk) * (Cfg::kFp8 ? kBlockK : kBlockK * kD * 2);
-#pragma unroll (kLoadUnroll)
+#pragma unroll 1  // unrolled, ptxas held more addresses and spilled (bench/NOTES.md section 6)
     for (int pass = 0; pass < kVRowsTotal / kVRowsPerPass; ++pass)
       ptx::cp_async_16(v_dst0 + stage * Cfg::kVTile + pass * kVRowsPerPass * Cfg::kVPitch,
                        src + pass * kVRowsPerPass * v_row_stride, 16);
@@ -313,10 +309,6 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
       // Online softmax (rows r_lo(mt): e = 0,1; r_lo(mt) + 8: e = 2,3).
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
-#ifndef SAGEATTN_SM80_TREE_MAX
-#define SAGEATTN_SM80_TREE_MAX 1
-#endif
-#if SAGEATTN_SM80_TREE_MAX
         int32_t mx[kNTilesS];  // pairwise tree: exact (max is associative), short dependency chains
 #pragma unroll
         for (int n = 0; n < kNTilesS; ++n) mx[n] = max(s_int[n][2 * hr], s_int[n][2 * hr + 1]);
@@ -325,11 +317,6 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
           for (int n = 0; n < w; ++n) mx[n] = max(mx[n], mx[n + w]);
         const int32_t mx0 = mx[0];
-#else
-        int32_t mx0 = kMasked;
-#pragma unroll
-        for (int n = 0; n < kNTilesS; ++n) mx0 = max(mx0, max(s_int[n][2 * hr], s_int[n][2 * hr + 1]));
-#endif
         // This thread's max in fp32 (all its keys share dq), then across the row's 4 threads (whose
         // dq differ under per-thread K groups).
         float m_blk = (kMask && mx0 == kMasked) ? kNegInf : __fmul_rn(static_cast<float>(mx0), dq);

@@ -59,3 +59,14 @@ ncu --clock-control none -k regex:attention_kernel -c 1 \
   "$b/tools/sageattn" bench --batch $((32768 / ncu_n)) --heads 32 --seqlen "$ncu_n" --head-dim "$ncu_hd" --modes "$ncu_mode" \
   --warmup 0 --iters 1 >"$out/ncu.txt" 2>&1
 grep -E "Duration|SM Frequency|Registers Per|Achieved Occupancy|Issue Slots Busy|Executed Ipc A|Tensor \((FP|INT)\)|Pipe Shared Cycles|Stall (Short|Wait|Long|MIO|Math|Barrier|Not Sel|Dispatch)|local_ld|local_st|inst_executed.sum|Warp Cycles Per Issued|mem_shared.sum" "$out/ncu.txt" | head -n 40
+# PROBE_SOURCE=1: where the warps of the profiled kernel stall, per SASS instruction (ncu's source
+# page: sampled stall reasons next to each instruction), gzipped to $out/source_sass.csv.gz.
+if [ "${PROBE_SOURCE:-0}" = 1 ]; then
+  echo "== ncu source counters: hd $ncu_hd, N = $ncu_n, mode $ncu_mode"
+  ncu --clock-control none -k regex:attention_kernel -c 1 --section SourceCounters --section WarpStateStats \
+    -f -o "$out/source" "$b/tools/sageattn" bench --batch $((32768 / ncu_n)) --heads 32 --seqlen "$ncu_n" \
+    --head-dim "$ncu_hd" --modes "$ncu_mode" --warmup 0 --iters 1 >"$out/ncu_source.log" 2>&1
+  ncu -i "$out/source.ncu-rep" --page source --csv --print-source sass 2>&1 | gzip >"$out/source_sass.csv.gz"
+  rm -f "$out/source.ncu-rep"
+  echo "source page: $(zcat "$out/source_sass.csv.gz" | wc -l) lines"; zcat "$out/source_sass.csv.gz" | head -n 2 | cut -c 1-600
+fi

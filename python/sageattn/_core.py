@@ -82,6 +82,7 @@ class _Plan:
 
     def __init__(self, like: Any, stream: Optional[int]):
         self.framework = _framework(like)
+        self.like = like
         self.device = _dlpack_device(like, "q")
         self.gpu = _is_gpu(self.device)
         self.sync = False
@@ -116,7 +117,7 @@ class _Plan:
             buf = np.empty(shape, dtype=dtype)
             if self.framework == "numpy":
                 return buf, lambda: buf
-            return buf, lambda: _to_framework(self.framework, buf, on_device=False)
+            return buf, lambda: _to_framework(self.framework, buf, on_device=False, like=self.like)
         if self.framework == "cupy":
             import cupy
             with cupy.cuda.Device(self.device[1]):
@@ -130,11 +131,16 @@ class _Plan:
             _C.stream_synchronize(self.stream)
 
 
-def _to_framework(framework: str, buf, on_device: bool):
-    """The framework's array for a buffer the binding wrote (numpy on the host, or a device buffer)."""
+def _to_framework(framework: str, buf, on_device: bool, like: Any = None):
+    """The framework's array for a buffer the binding wrote (numpy on the host, or a device buffer),
+    on the device of ``like`` (the input q) where the framework places arrays itself (JAX)."""
     if framework == "jax":
-        import jax.numpy as jnp
-        return jnp.from_dlpack(buf) if on_device else jnp.asarray(buf)
+        import jax
+        if on_device:
+            return jax.numpy.from_dlpack(buf)
+        # jnp.asarray would place a host result on JAX's default device (a GPU, where present).
+        devices = getattr(like, "devices", None)
+        return jax.device_put(buf, next(iter(devices()))) if devices is not None else jax.numpy.asarray(buf)
     module = sys.modules.get(framework)
     from_dlpack = getattr(module, "from_dlpack", None)
     return from_dlpack(buf) if from_dlpack is not None else buf

@@ -388,7 +388,7 @@ NB_MODULE(_C, m) {
 
   m.def(
       "empty_device",
-      [](std::vector<size_t> shape, const std::string& dtype, int device) -> nb::ndarray<> {
+      [](std::vector<size_t> shape, const std::string& dtype, int device) -> nb::ndarray<nb::array_api> {
 #if SAGEATTN_PY_WITH_CUDA
         using C = nb::dlpack::dtype_code;
         nb::dlpack::dtype dt;
@@ -406,13 +406,16 @@ NB_MODULE(_C, m) {
         cudaSetDevice(previous);
         cuda_check(rc, "cudaMalloc");
         nb::capsule owner(ptr, [](void* p) noexcept { cudaFree(p); });
-        return nb::ndarray<>(ptr, shape.size(), shape.data(), owner, nullptr, dt, nb::device::cuda::value, device);
+        // array_api: an object with __dlpack__/__dlpack_device__ (not a one-shot capsule), so the
+        // binding can write it and a framework (jax.numpy.from_dlpack) can then import it.
+        return nb::ndarray<nb::array_api>(ptr, shape.size(), shape.data(), owner, nullptr, dt, nb::device::cuda::value,
+                                          device);
 #else
         (void)shape, (void)dtype, (void)device;
         throw sa::Error(sa::ErrorCode::kUnsupported, "empty_device: this is the CPU-only build of sageattn (no CUDA)");
 #endif
       },
       "shape"_a, "dtype"_a, "device"_a,
-      "A new C-contiguous CUDA buffer (cudaMalloc, freed with its last reference), exported through "
-      "DLPack; for frameworks whose arrays cannot be written in place.");
+      "A new C-contiguous CUDA buffer (cudaMalloc, freed with its last reference): an array object with "
+      "__dlpack__ and __dlpack_device__, for frameworks whose arrays cannot be written in place.");
 }

@@ -4,8 +4,8 @@
 # tests, prints the instruction ceilings, times a few standard problems, writes the SASS opcode
 # histogram of one kernel, and profiles one attention launch with ncu (--clock-control none).
 # Usage: scripts/perf_probe.sh [ncu_hd=128] [ncu_mode=fp16] [ncu_seqlen=8192]
-#   PROBE_TESTS=0 skips the GPU tests; PROBE_EXTRA_DEFS="-DX=1 ..." builds a second variant
-#   (build/probe_extra) and times it too.
+#   PROBE_TESTS=0 skips the GPU tests; PROBE_EXTRA_DEFS="-DX=1 ...|-DY=1" builds variants
+#   (build/probe_extra<i>) and times them too.
 # Full logs under $OUT (or ./perf_probe_out); a short summary is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +25,17 @@ if [ "${PROBE_TESTS:-1}" = 1 ]; then
   done
 fi
 bins=("$b/tools/sageattn")
-if [ -n "${PROBE_EXTRA_DEFS:-}" ]; then
-  cmake -S . -B build/probe_extra -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
-    -DSAGEATTN_BUILD_TESTS=OFF "-DCMAKE_CUDA_FLAGS=${PROBE_EXTRA_DEFS}" >>"$out/configure.log" 2>&1 &&
-    cmake --build build/probe_extra -j "$(nproc)" --target sageattn_cli >"$out/build_extra.log" 2>&1 &&
-    bins+=(build/probe_extra/tools/sageattn)
-  grep -E "spill" "$out/build_extra.log" | sed 's/ptxas warning : //' | head -n 10
-fi
+# PROBE_EXTRA_DEFS: one variant's CUDA flags, or several separated by '|' (build/probe_extra<i>).
+IFS='|' read -r -a variants <<<"${PROBE_EXTRA_DEFS:-}"
+for i in "${!variants[@]}"; do
+  vb=build/probe_extra$i
+  echo "== variant $i: ${variants[$i]}"
+  cmake -S . -B "$vb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+    -DSAGEATTN_BUILD_TESTS=OFF "-DCMAKE_CUDA_FLAGS=${variants[$i]}" >>"$out/configure.log" 2>&1 &&
+    cmake --build "$vb" -j "$(nproc)" --target sageattn_cli >"$out/build_extra$i.log" 2>&1 &&
+    bins+=("$vb/tools/sageattn")
+  grep -E "spill" "$out/build_extra$i.log" | sed 's/ptxas warning : //' | head -n 10
+done
 echo "== instruction ceilings"
 "$b/tools/sageattn_mma_peak" | tee "$out/mma_peak.txt"
 echo "== timings: cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS"

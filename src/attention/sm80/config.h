@@ -42,6 +42,11 @@ static_assert(kBlockK == 64, "P fragments are built for 64-key blocks");
 #ifndef SAGEATTN_SM80_SKIP_UNIT_RESCALE
 #define SAGEATTN_SM80_SKIP_UNIT_RESCALE 1
 #endif
+// Where a block issues the cp.async of the next K tile: -1 by head dim and mode (kEarlyKLoad
+// below), 1 right after the block's first barrier, 0 after its softmax.
+#ifndef SAGEATTN_SM80_EARLY_K_LOAD
+#define SAGEATTN_SM80_EARLY_K_LOAD -1
+#endif
 constexpr int m_tiles_for(int head_dim) {
   return head_dim == 64 ? SAGEATTN_SM80_MTILES_HD64 : head_dim == 128 ? SAGEATTN_SM80_MTILES_HD128 : 1;
 }
@@ -71,6 +76,12 @@ struct KernelConfig {
   // Two K stages when they fit, else one (fp16 P·V at D = 256 on 99 KB devices).
   static constexpr int kKStages = (2 * kKTile + 2 * kVTile <= kSmemBudget) ? 2 : 1;
   static constexpr int kVStages = 2;
+  // The next K tile's cp.async at the start of a block (more time in flight, and ptxas spills
+  // less at hd128) rather than after its softmax. H100, N = 16K, kernel TFLOPS: hd128 fp16
+  // 389 -> 414, fp8 351 -> 361, hd64 fp16 325 -> 329, but hd64 fp8 299 -> 285, so not there;
+  // hd256 unmeasured, unchanged (bench/NOTES.md section 8).
+  static constexpr bool kEarlyKLoad = SAGEATTN_SM80_EARLY_K_LOAD >= 0 ? SAGEATTN_SM80_EARLY_K_LOAD != 0
+                                                                     : (kD == 128 || (kD == 64 && !kFp8));
   // Q fragments: kept in registers for the whole loop (hd64: they are few; hd256: two CTAs per
   // SM are out of reach anyway), or re-read from a resident int8 Q tile every K block (hd128:
   // frees the 16 registers whose lack made the two-CTA build spill; bench/NOTES.md).

@@ -260,6 +260,10 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
     const int j_next = j + 1 < n_blocks ? j + 1 : j;  // the last block reloads itself: unread
     ptx::cp_async_wait<1>();  // K_j has landed (V_j may still be in flight)
     __syncthreads();
+    if constexpr (Cfg::kKStages == 2 && Cfg::kEarlyKLoad) {  // stage (j + 1) & 1: last read in block j - 1
+      load_k(j_next, (j + 1) & 1);
+      ptx::cp_async_commit();
+    }
 
     // Per m-tile: S = Q8 . K8^T (int32); each thread's row max on its integer logits (its dequant
     // factor dq >= 0 is monotone, so max(s * dq) = max(s) * dq exactly); P = exp2(s * dq - m_shift)
@@ -384,7 +388,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         }
       }
     }
-    if constexpr (Cfg::kKStages == 2) {  // stage (j + 1) & 1 was last read in block j - 1
+    if constexpr (Cfg::kKStages == 2 && !Cfg::kEarlyKLoad) {  // stage (j + 1) & 1 was last read in block j - 1
       load_k(j_next, (j + 1) & 1);
       ptx::cp_async_commit();
     }

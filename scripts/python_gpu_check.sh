@@ -63,7 +63,7 @@ module_info >"$logs/module.log" 2>&1  # a shell function: not through step's tim
 step varlen_errors_torch 120 "$venv/bin/python" -X faulthandler -c "import torch, numpy, sys, pytest; \
 sys.exit(pytest.main(['-p', 'no:cacheprovider', '-p', 'faulthandler', '-v', '--tb=long', \
 'tests/python/test_numpy.py::test_varlen_rejects_bad_cu_seqlens_and_leaves_out_untouched']))"
-# JAX on its own, full tracebacks (these failed without a visible reason).
+# JAX on its own, full tracebacks (they once failed: a one-shot DLPack capsule as the output buffer).
 step pytest_jax 300 "$venv/bin/python" -X faulthandler -m pytest tests/python/test_dlpack.py -k jax -v -rfEs \
   -p no:cacheprovider --tb=long
 step pytest 300 "$venv/bin/python" -X faulthandler -m pytest tests/python -v -rfEs -p no:cacheprovider \

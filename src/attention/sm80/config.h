@@ -31,17 +31,6 @@ static_assert(kBlockK == 64, "P fragments are built for 64-key blocks");
 #ifndef SAGEATTN_SM80_MTILES_HD128
 #define SAGEATTN_SM80_MTILES_HD128 2
 #endif
-// 1: a warp's Q.K^T covers all its m-tiles at once, so every K fragment read from shared memory
-// feeds kMTiles MMAs (both S tiles live: 40 B of spills at hd128 fp16, yet +3.8% at N = 16K, as
-// the IMMAs waited on those reads; bench/NOTES.md section 8); 0: one m-tile at a time.
-#ifndef SAGEATTN_SM80_QK_SHARED_K
-#define SAGEATTN_SM80_QK_SHARED_K 1
-#endif
-// 1: a warp skips the accumulator rescale when no row max moved (a branch in the loop body);
-// 0: it always multiplies (by exactly 1 where nothing moved: the same result).
-#ifndef SAGEATTN_SM80_SKIP_UNIT_RESCALE
-#define SAGEATTN_SM80_SKIP_UNIT_RESCALE 1
-#endif
 // Where a block issues the cp.async of the next K tile: -1 by head dim and mode (kEarlyKLoad
 // below), 1 right after the block's first barrier, 0 after its softmax.
 #ifndef SAGEATTN_SM80_EARLY_K_LOAD

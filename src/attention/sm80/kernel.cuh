@@ -81,10 +81,6 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr TileConfig kTiles = kSm80Tiles;  // a local copy: usable with runtime arguments
-  // Q.K^T of all m-tiles at once (both S live, each K fragment read once per warp) or one m-tile
-  // at a time (one S live); config.h, SAGEATTN_SM80_QK_SHARED_K.
-  constexpr bool kQkSharedK = SAGEATTN_SM80_QK_SHARED_K != 0 && kM > 1;
-  constexpr bool kSkipUnitRescale = SAGEATTN_SM80_SKIP_UNIT_RESCALE != 0;  // experiment switch
 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* k_smem = smem;                                   // [kKStages][64][kKPitch]
@@ -267,9 +263,10 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 
     // Per m-tile: S = Q8 . K8^T (int32); each thread's row max on its integer logits (its dequant
     // factor dq >= 0 is monotone, so max(s * dq) = max(s) * dq exactly); P = exp2(s * dq - m_shift)
-    // in one FFMA, packed into MMA A fragments. By default the S of all m-tiles is computed at
-    // once, so each K fragment feeds every m-tile's MMAs (kQkSharedK); otherwise one m-tile's S is
-    // live at a time, and the second m-tile's MMAs can overlap the first one's softmax.
+    // in one FFMA, packed into MMA A fragments. The S of all m-tiles is computed at once, so each
+    // K fragment read from shared memory feeds every m-tile's MMAs (both S live: a few bytes of
+    // spills at hd128, yet +3.8% over one m-tile at a time, whose IMMAs waited on those reads;
+    // bench/NOTES.md section 8).
     constexpr int kPaSteps = Cfg::kFp8 ? 2 : 4;  // k32 e4m3 steps or k16 f16 steps of 64 keys
     uint32_t pa[kM][kPaSteps][4];
     float alpha[kM][2];
@@ -278,25 +275,22 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
     const int key0 = j * kBlockK;
     const uint8_t* kt = k_smem + ks_stage * Cfg::kKTile;
     int32_t s_all[kM][kNTilesS][4];
-    // S = Q8 . K8^T for m-tiles [kLo, kHi): every K fragment read from shared memory feeds each
-    // of these m-tiles' MMAs.
-    auto qk = [&](auto lo_tag, auto hi_tag) {
-      constexpr int kLo = decltype(lo_tag)::value, kHi = decltype(hi_tag)::value;
 #pragma unroll
-      for (int mt = kLo; mt < kHi; ++mt)
+    for (int mt = 0; mt < kM; ++mt)
 #pragma unroll
-        for (int n = 0; n < kNTilesS; ++n) s_all[mt][n][0] = s_all[mt][n][1] = s_all[mt][n][2] = s_all[mt][n][3] = 0;
+      for (int n = 0; n < kNTilesS; ++n) s_all[mt][n][0] = s_all[mt][n][1] = s_all[mt][n][2] = s_all[mt][n][3] = 0;
+    {
       const int mi = lane / 8;
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) {
-        uint32_t qa[kHi > kLo ? kHi - kLo : 1][4];
+        uint32_t qa[kM][4];
 #pragma unroll
-        for (int mt = kLo; mt < kHi; ++mt) {
+        for (int mt = 0; mt < kM; ++mt) {
           if constexpr (Cfg::kQInRegisters) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) qa[mt - kLo][e] = q_frag[mt][ks][e];
+            for (int e = 0; e < 4; ++e) qa[mt][e] = q_frag[mt][ks][e];
           } else {
-            ptx::ldmatrix_x4(qa[mt - kLo], q_addr + mt * kQMTileBytes + ks * 32);
+            ptx::ldmatrix_x4(qa[mt], q_addr + mt * kQMTileBytes + ks * 32);
           }
         }
 #pragma unroll
@@ -306,20 +300,15 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
           ptx::ldmatrix_x4(bfr, ptx::smem_u32(kt + key * Cfg::kKPitch + ks * 32 + (mi % 2) * 16));
           const uint32_t b0[2] = {bfr[0], bfr[1]}, b1[2] = {bfr[2], bfr[3]};
 #pragma unroll
-          for (int mt = kLo; mt < kHi; ++mt) {
-            ptx::mma_s8_16832(s_all[mt][2 * np2], qa[mt - kLo], b0);
-            ptx::mma_s8_16832(s_all[mt][2 * np2 + 1], qa[mt - kLo], b1);
+          for (int mt = 0; mt < kM; ++mt) {
+            ptx::mma_s8_16832(s_all[mt][2 * np2], qa[mt], b0);
+            ptx::mma_s8_16832(s_all[mt][2 * np2 + 1], qa[mt], b1);
           }
         }
       }
-    };
-    if constexpr (kQkSharedK) qk(std::integral_constant<int, 0>{}, std::integral_constant<int, kM>{});
+    }
 #pragma unroll
     for (int mt = 0; mt < kM; ++mt) {
-      if constexpr (!kQkSharedK) {
-        if (mt == 0) qk(std::integral_constant<int, 0>{}, std::integral_constant<int, 1>{});
-        if (kM > 1 && mt == 1) qk(std::integral_constant<int, 1>{}, std::integral_constant<int, kM>{});
-      }
       int32_t (&s_int)[kNTilesS][4] = s_all[mt];
       if constexpr (kMask) {
 #pragma unroll
@@ -398,7 +387,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
     bool unit = true;
 #pragma unroll
     for (int mt = 0; mt < kM; ++mt) unit = unit && alpha[mt][0] == 1.0f && alpha[mt][1] == 1.0f;
-    if (!kSkipUnitRescale || !__all_sync(0xffffffffu, unit)) {
+    if (!__all_sync(0xffffffffu, unit)) {
 #pragma unroll
       for (int mt = 0; mt < kM; ++mt)
 #pragma unroll

@@ -4,15 +4,16 @@
 # tests, prints the instruction ceilings, times a few standard problems, writes the SASS opcode
 # histogram of one kernel, and profiles one attention launch with ncu (--clock-control none).
 # Usage: scripts/perf_probe.sh [ncu_hd=128] [ncu_mode=fp16] [ncu_seqlen=8192]
-#   PROBE_TESTS=0 skips the GPU tests; PROBE_EXTRA_DEFS="-DX=1 ...|-DY=1" builds variants
-#   (build/probe_extra<i>) and times them too.
+#   PROBE_TESTS=0 skips the GPU tests; PROBE_DEFS="-DX=1 ..." adds CUDA flags to the main build
+#   (tests, timings and ncu then see that variant); PROBE_EXTRA_DEFS="-DX=1 ...|-DY=1" builds
+#   more variants (build/probe_extra<i>) and times them too.
 # Full logs under $OUT (or ./perf_probe_out); a short summary is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ncu_hd="${1:-128}"; ncu_mode="${2:-fp16}"; ncu_n="${3:-8192}"
 out="${OUT:-$PWD/perf_probe_out}"; mkdir -p "$out"
 b=build/device
-cmake --preset device >"$out/configure.log" 2>&1 || { tail "$out/configure.log"; exit 1; }
+cmake --preset device "-DCMAKE_CUDA_FLAGS=${PROBE_DEFS:-}" >"$out/configure.log" 2>&1 || { tail "$out/configure.log"; exit 1; }
 targets=(sageattn_cli sageattn_mma_peak)
 [ "${PROBE_TESTS:-1}" = 1 ] && targets+=(test_gpu_attention test_gpu_quant)
 cmake --build "$b" -j "$(nproc)" --target "${targets[@]}" >"$out/build.log" 2>&1 || { tail -n 40 "$out/build.log"; exit 1; }

@@ -149,12 +149,12 @@ void write_csv(const std::string& path, bool header, const Problem& p, bool gpu,
 }
 
 const char* const kRowFormat = "%-12s %10s %10s %10s %10s %12s %10s\n";
-const char* const kGpuRowFormat = "%-12s %10s %10s %10s %10s %10s %10s %10s %10s\n";
+const char* const kGpuRowFormat = "%-12s %10s %10s %10s %10s %10s %10s %10s %10s %9s %7s\n";
 
 void print_table_header(bool gpu) {
   if (gpu)
     std::cout << format(kGpuRowFormat, "mode", "cos", "rel_l1", "rmse", "max_abs", "e2e_ms",
-                        "e2e_TFLOPS", "kernel_ms", "kern_TFLOPS");
+                        "e2e_TFLOPS", "kernel_ms", "kern_TFLOPS", "quant_ms", "quant%");
   else
     std::cout << format(kRowFormat, "mode", "cos", "rel_l1", "rmse", "max_abs", "median_ms",
                         "GFLOPS");
@@ -212,7 +212,8 @@ void print_header(const Setup& s) {
     std::cout << format(
         "timing: median of %lld run(s) after %lld warm-up run(s), CUDA events on a non-default "
         "stream; e2e = device %s in and out with every quantization step; kernel = the "
-        "attention kernel alone; %.4g GFLOP per run\n",
+        "attention kernel alone; quant = the quantization kernels of those same runs, quant%% = "
+        "quant / (quant + kernel); %.4g GFLOP per run\n",
         ll(s.iters), ll(s.warmup), dtype_name(p.dtype), p.flops() / 1e9);
   else
     std::cout << format(
@@ -342,7 +343,11 @@ int run_bench(const std::vector<std::string>& argv) {
                             format("%.3e", m.max_abs).c_str(),
                             format("%.3f", r.result.median_ms).c_str(),
                             tflops(p, r.result.median_ms).c_str(),
-                            format("%.3f", r.kernel_ms).c_str(), tflops(p, r.kernel_ms).c_str())
+                            format("%.3f", r.kernel_ms).c_str(), tflops(p, r.kernel_ms).c_str(),
+                            r.kernel_ms > 0 ? format("%.3f", r.quant_ms).c_str() : "-",
+                            r.kernel_ms > 0
+                                ? format("%.1f", 100.0 * r.quant_ms / (r.quant_ms + r.kernel_ms)).c_str()
+                                : "-")
                   << std::flush;
         rows.push_back({to_string(mode), p.flops() / (r.result.median_ms * 1e-3) / 1e12,
                         r.kernel_ms > 0 ? p.flops() / (r.kernel_ms * 1e-3) / 1e12 : 0.0, m.cos,

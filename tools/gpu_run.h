@@ -3,7 +3,8 @@
 // Inputs are uploaded once; each timed call is sageattn::attention on device tensors, on a
 // non-default stream, timed with CUDA events: end to end (bf16/fp16 in, out, every quantization
 // step included). Kernel-only time comes from the same calls through the sm80 backend with an
-// event recorded between quantization and the attention kernel. Accuracy is measured on the
+// event recorded between quantization and the attention kernel; the quantization kernels' own
+// time is measured in those same runs (an event before them). Accuracy is measured on the
 // first query heads of batch 0 against exact float64 attention on the CPU (a full float64
 // reference of a GPU-sized problem would take minutes).
 #pragma once
@@ -31,6 +32,7 @@ SubsetReference exact_reference_subset(const Problem& p, const Tensors& t, int64
 struct GpuModeResult {
   ModeResult result;       // metrics on the subset; median_ms end to end
   double kernel_ms = 0.0;  // median attention-kernel time (quantization excluded)
+  double quant_ms = 0.0;   // median time of the quantization kernels, in the same runs as kernel_ms
 };
 
 GpuModeResult run_mode_gpu(const Problem& p, const Tensors& t, PvMode mode, int64_t warmup,

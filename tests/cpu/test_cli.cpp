@@ -185,6 +185,7 @@ TEST_F(CliTest, BenchAutoDeviceNamesTheBackend) {
     // A CUDA build on a machine with a GPU: the GPU path, with e2e and kernel columns.
     EXPECT_TRUE(contains(r.output, "backend: gpu")) << r.output;
     EXPECT_TRUE(contains(r.output, "kern_TFLOPS")) << r.output;
+    EXPECT_TRUE(contains(r.output, "quant%")) << r.output;
   } else {
     EXPECT_TRUE(contains(r.output, "device: auto -> cpu")) << r.output;
     EXPECT_TRUE(contains(r.output, "CPU backend")) << r.output;

@@ -244,13 +244,23 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
     return causal ? (row + diag + 1 < k_len ? row + diag + 1 : k_len) : k_len;
   };
 
+  // The int32 logits start from kLogitBias instead of 0 (the IMMA adds onto it): the biased
+  // integer 0x4B400000 + s is the bit pattern of the float 1.5 * 2^23 + s for |s| < 2^22, so one
+  // exact FADD recovers float(s), where an I2FP conversion would be needed otherwise (a
+  // quarter-rate conversion before sm90). The max over biased integers is the biased max.
+  // H100, N = 16K, kernel TFLOPS: hd64 fp16 321 -> 329, fp8 292 -> 297, hd128 unchanged (412),
+  // and no more spills at hd128 fp16 (bench/NOTES.md section 9).
+  constexpr int32_t kLogitBias = 0x4B400000;
+  static_assert(127 * 127 * kD < (1 << 22), "|q8 . k8| < 2^22: the biased logits stay in one binade");
+  auto unbias = [](int32_t biased) { return __int_as_float(biased) - 12582912.0f; };
+
   // One K block. kMask: some key of the block is invisible to some row of the CTA (the last
   // block of a ragged length, the blocks on the causal diagonal); the other blocks skip the
   // masking code entirely. The body has no data-dependent branch, so the compiler can overlap
   // the second m-tile's MMAs with the first one's softmax.
   auto block = [&](int j, auto mask_tag) {
     constexpr bool kMask = decltype(mask_tag)::value;
-    constexpr int32_t kMasked = INT32_MIN;  // below any logit: |q8 . k8| <= 127^2 * 256
+    constexpr int32_t kMasked = INT32_MIN;  // below any (biased) logit
     const int ks_stage = Cfg::kKStages == 2 ? (j & 1) : 0;
     const int v_stage = j & 1;
     const int j_next = j + 1 < n_blocks ? j + 1 : j;  // the last block reloads itself: unread
@@ -278,7 +288,8 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
     for (int mt = 0; mt < kM; ++mt)
 #pragma unroll
-      for (int n = 0; n < kNTilesS; ++n) s_all[mt][n][0] = s_all[mt][n][1] = s_all[mt][n][2] = s_all[mt][n][3] = 0;
+      for (int n = 0; n < kNTilesS; ++n)
+        s_all[mt][n][0] = s_all[mt][n][1] = s_all[mt][n][2] = s_all[mt][n][3] = kLogitBias;
     {
       const int mi = lane / 8;
 #pragma unroll
@@ -335,7 +346,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         const int32_t mx0 = mx[0];
         // This thread's max in fp32 (all its keys share dq), then across the row's 4 threads (whose
         // dq differ under per-thread K groups).
-        float m_blk = (kMask && mx0 == kMasked) ? kNegInf : __fmul_rn(static_cast<float>(mx0), dq);
+        float m_blk = (kMask && mx0 == kMasked) ? kNegInf : __fmul_rn(unbias(mx0), dq);
         m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
         m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
         const float m_new = fmaxf(m_row[mt][hr], m_blk);
@@ -348,7 +359,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int32_t si = s_int[n][2 * hr + e];
-            float x = fmaf(static_cast<float>(si), dq, neg_shift);
+            float x = fmaf(unbias(si), dq, neg_shift);
             if constexpr (kMask) x = si == kMasked ? kNegInf : x;
             const float pv = ptx::exp2_approx(x);
             s_int[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S (same registers)

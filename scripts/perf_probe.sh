@@ -6,7 +6,8 @@
 # Usage: scripts/perf_probe.sh [ncu_hd=128] [ncu_mode=fp16] [ncu_seqlen=8192]
 #   PROBE_TESTS=0 skips the GPU tests; PROBE_DEFS="-DX=1 ..." adds CUDA flags to the main build
 #   (tests, timings and ncu then see that variant); PROBE_EXTRA_DEFS="-DX=1 ...|-DY=1" builds
-#   more variants (build/probe_extra<i>) and times them too.
+#   more variants (build/probe_extra<i>) and times them too. PROBE_NCU=0 skips the attention
+#   profile; PROBE_QUANT=1 profiles the K/V quantizer at N = 1K (DRAM bytes, L2 hit rate).
 # Full logs under $OUT (or ./perf_probe_out); a short summary is printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,19 @@ cuobjdump -sass -fun "$fn" "$b/libsageattn.a" >"$out/sass.txt" 2>&1
 awk '/^ +\/\*[0-9a-f]+\*\// {op=$2; if (op ~ /^@/) op=$3; sub(/\..*/, "", op); sub(/;$/, "", op); n[op]++} END {for (o in n) print n[o], o}' \
   "$out/sass.txt" | sort -rn >"$out/sass_hist.txt"
 echo "== SASS opcode histogram (static), $fn"; head -n 25 "$out/sass_hist.txt" | tr '\n' ' '; echo
+if [ "${PROBE_QUANT:-0}" = 1 ]; then
+  for hd in 128 64; do
+    for mode in fp16 fp8; do
+      echo "== ncu: K/V quantizer, hd $hd, N = 1K, B = 32, H = 32, $mode"
+      ncu --clock-control none -k regex:kv_quant -c 1 --section SpeedOfLight --section Occupancy \
+        --metrics dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum,lts__t_sectors_srcunit_tex_op_read.sum,gpu__time_duration.sum,smsp__warp_issue_stalled_sleeping_per_warp_active.pct \
+        "$b/tools/sageattn" bench --batch 32 --heads 32 --seqlen 1024 --head-dim "$hd" --modes "$mode" \
+        --warmup 0 --iters 1 >"$out/ncu_quant_hd${hd}_$mode.txt" 2>&1
+      grep -E "dram__bytes|lts__t_sector|gpu__time_duration|sleeping|Achieved Occupancy|Memory Throughput|DRAM Throughput|Registers Per|Block Limit" "$out/ncu_quant_hd${hd}_$mode.txt" | head -n 14
+    done
+  done
+fi
+[ "${PROBE_NCU:-1}" = 1 ] || exit 0
 echo "== ncu: hd $ncu_hd, N = $ncu_n, mode $ncu_mode"
 ncu --clock-control none -k regex:attention_kernel -c 1 \
   --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \

@@ -10,12 +10,15 @@
 //              sq * sk into base-2 logits; causal / tail masks; online softmax (exp2); P.V with
 //              P from registers: fp16 (m16n8k16, fp32 accumulate) or e4m3 (m16n8k32; the block's
 //              partial product is added to a separate fp32 accumulator: two-level accumulation).
+//              On sm_90a the fp16 P.V of hd128 runs on wgmma instead (common/ptx/wgmma.cuh):
+//              each m-tile's as soon as its P is ready, overlapping the next m-tile's softmax.
 //              K and V tiles stream in with cp.async, double-buffered.
 //   epilogue : O = acc / l * v_scale + v_mean, rounded to the output dtype; LSE.
 // The numerics are those of docs/NUMERICS.md §3; the CPU reference computes the same with the same
 // tiles (kSm80Tiles). Synchronization: every cp.async group is waited for and followed by a
-// __syncthreads() before any warp reads the tile; a stage is refilled only after a
-// __syncthreads() that follows the last read of its previous contents.
+// __syncthreads() before any warp reads the tile (for wgmma, with a fence.proxy.async between
+// them); a stage is refilled only after a __syncthreads() that follows the last read of its
+// previous contents (wgmma reads: after the wgmma.wait_group that covers them).
 #pragma once
 
 #include <climits>
@@ -30,6 +33,7 @@
 #include "attention/sm80/params.h"
 #include "common/device_numerics.cuh"
 #include "common/ptx/mma.cuh"
+#include "common/ptx/wgmma.cuh"
 
 namespace sageattn::sm80 {
 
@@ -81,6 +85,22 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr TileConfig kTiles = kSm80Tiles;  // a local copy: usable with runtime arguments
+  // P.V on wgmma (sm_90a builds, fp16 mode, hd128; SAGEATTN_SM80_WGMMA_PV=0 turns it off). The
+  // CTA's 4 warps are one warpgroup: m16 tile mt of every warp forms the 64-row wgmma tile mt,
+  // whose A (P) and D (the accumulator) fragments are the mma.sync ones (common/ptx/wgmma.cuh).
+  // The tensor cores read V from shared memory (128-byte swizzled, see v_dst0) instead of
+  // ldmatrix + HMMA, and each m-tile's P.V is issued as soon as its P is packed, so it runs
+  // during the next m-tile's softmax. H100, N = 16K, kernel TFLOPS: 412 -> 479 (a P.V issued
+  // after the whole softmax: 457; unswizzled V: 394-403; bench/NOTES.md section 9).
+#ifndef SAGEATTN_SM80_WGMMA_PV
+#define SAGEATTN_SM80_WGMMA_PV 1
+#endif
+#if SAGEATTN_HAVE_WGMMA && SAGEATTN_SM80_WGMMA_PV
+  constexpr bool kWgPv = kMode == PvMode::kFp16 && kHeadDim == 128 && kM == 2 && Cfg::kThreads == 128;
+#else
+  constexpr bool kWgPv = false;
+#endif
+  static_assert(!kWgPv || (Cfg::kEarlyKLoad && Cfg::kKStages == 2), "V_j is waited for before the softmax");
 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* k_smem = smem;                                   // [kKStages][64][kKPitch]
@@ -128,10 +148,21 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   static_assert(kBlockK % kKRowsPerPass == 0 && kVRowsTotal % kVRowsPerPass == 0, "whole passes");
   const uint32_t k_dst0 = ptx::smem_u32(k_smem) + (tid / kKCols) * Cfg::kKPitch + (tid % kKCols) * 16;
   const int8_t* k_src0 = k_src + (tid / kKCols) * kD + (tid % kKCols) * 16;
-  const uint32_t v_dst0 = ptx::smem_u32(v_smem) + (tid / kVCols) * Cfg::kVPitch + (tid % kVCols) * 16;
   // fp8: row = channel (stride np bytes), fp16: row = token (stride 2 kD bytes).
   const int64_t v_row_stride = Cfg::kFp8 ? np : int64_t(kD) * 2;
-  const uint8_t* v_src0 = v_src + (tid / kVCols) * v_row_stride + (tid % kVCols) * 16;
+  // wgmma P.V: a pass of the 128 threads copies one 8-token group of the V tile (2 KB), thread
+  // tid the 16-byte chunk tid / 8 of token tid % 8.
+  static_assert(!kWgPv || (kVRowsPerPass == 8 && kVCols * 8 == kThreads), "one 8-token group per pass");
+  constexpr uint32_t kVGroupBytes = 8 * kD * 2;  // one 8-token group in the wgmma layout
+  constexpr uint32_t kVPassBytes = kWgPv ? kVGroupBytes : kVRowsPerPass * Cfg::kVPitch;
+  // wgmma: the 128-byte swizzle of an MN-major operand (common/ptx/wgmma.cuh): an 8-token group
+  // is two 1 KB atoms (channels 0-63, 64-127); token r's chunk c (channels 8c..8c+7) lands in
+  // atom c / 8, row r, 16-byte slot (c % 8) ^ r.
+  const uint32_t v_dst0 =
+      ptx::smem_u32(v_smem) + (kWgPv ? (tid / 64) * 1024 + (tid % 8) * 128 + (((tid / 8) % 8) ^ (tid % 8)) * 16
+                                     : (tid / kVCols) * Cfg::kVPitch + (tid % kVCols) * 16);
+  const uint8_t* v_src0 = v_src + (kWgPv ? (tid % 8) * v_row_stride + (tid / 8) * 16
+                                         : (tid / kVCols) * v_row_stride + (tid % kVCols) * 16);
   auto load_k = [&](int blk, int stage) {
     const int8_t* src = k_src0 + int64_t(blk) * kBlockK * kD;
 #pragma unroll 1  // unrolled, ptxas held more addresses and spilled (bench/NOTES.md section 6)
@@ -139,12 +170,19 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
       ptx::cp_async_16(k_dst0 + stage * Cfg::kKTile + pass * kKRowsPerPass * Cfg::kKPitch,
                        src + pass * kKRowsPerPass * kD, 16);
   };
+  // The V operand of the k16 step starting at shared address a: two 8-token groups, i.e. two
+  // atoms along K (SBO = one group) of two atoms along N (LBO = 1 KB).
+  [[maybe_unused]] auto wgmma_v_desc = [](uint32_t a) { return ptx::wgmma_desc_mn_sw128(a, 1024, kVGroupBytes); };
+  if constexpr (kWgPv) {  // swizzle atoms start 1024-byte aligned (the V stages are whole KB)
+    static_assert(Cfg::kKStages * Cfg::kKTile % 1024 == 0 && Cfg::kVTile % 1024 == 0, "1 KB aligned V stages");
+    if ((ptx::smem_u32(v_smem) & 1023u) != 0) __trap();
+  }
   auto load_v = [&](int blk, int stage) {
     // fp8: the block's 64 k-positions of every channel; fp16: the block's 64 token rows.
     const uint8_t* src = v_src0 + int64_t(blk) * (Cfg::kFp8 ? kBlockK : kBlockK * kD * 2);
 #pragma unroll 1  // unrolled, ptxas held more addresses and spilled (bench/NOTES.md section 6)
     for (int pass = 0; pass < kVRowsTotal / kVRowsPerPass; ++pass)
-      ptx::cp_async_16(v_dst0 + stage * Cfg::kVTile + pass * kVRowsPerPass * Cfg::kVPitch,
+      ptx::cp_async_16(v_dst0 + stage * Cfg::kVTile + pass * kVPassBytes,
                        src + pass * kVRowsPerPass * v_row_stride, 16);
   };
 
@@ -318,8 +356,11 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         }
       }
     }
-#pragma unroll
-    for (int mt = 0; mt < kM; ++mt) {
+    // Online softmax of m-tile mt (rows r_lo(mt): e = 0,1; r_lo(mt) + 8: e = 2,3), in two steps:
+    // the masks and the row max (alpha, m_row, and the shift of the exponent), then P = exp2(.)
+    // packed into MMA A fragments (overwriting S in the same registers) and the row sums.
+    float neg_shift[kM][2];
+    auto row_max = [&](int mt) {
       int32_t (&s_int)[kNTilesS][4] = s_all[mt];
       if constexpr (kMask) {
 #pragma unroll
@@ -332,8 +373,6 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
               s_int[n][2 * hr + e] = n * 8 + e < lim ? s_int[n][2 * hr + e] : kMasked;
         }
       }
-
-      // Online softmax (rows r_lo(mt): e = 0,1; r_lo(mt) + 8: e = 2,3).
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
         int32_t mx[kNTilesS];  // pairwise tree: exact (max is associative), short dependency chains
@@ -352,21 +391,27 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         const float m_new = fmaxf(m_row[mt][hr], m_blk);
         alpha[mt][hr] = m_row[mt][hr] == kNegInf ? 0.0f : ptx::exp2_approx(m_row[mt][hr] - m_new);
         // A row with nothing visible yet keeps m = -inf; its P are 0 (masked: kMasked -> -inf).
-        const float neg_shift = m_new == kNegInf ? 0.0f : kPOffset - m_new;
+        neg_shift[mt][hr] = m_new == kNegInf ? 0.0f : kPOffset - m_new;
+        m_row[mt][hr] = m_new;
+      }
+    };
+    auto exponentiate = [&](int mt) {
+      int32_t (&s_int)[kNTilesS][4] = s_all[mt];
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
         float sum[2] = {0.0f, 0.0f};  // two chains (even and odd keys of each pair)
 #pragma unroll
         for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int32_t si = s_int[n][2 * hr + e];
-            float x = fmaf(unbias(si), dq, neg_shift);
+            float x = fmaf(unbias(si), dq, neg_shift[mt][hr]);
             if constexpr (kMask) x = si == kMasked ? kNegInf : x;
             const float pv = ptx::exp2_approx(x);
             s_int[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S (same registers)
             sum[e] += pv;
           }
         l_row[mt][hr] = l_row[mt][hr] * alpha[mt][hr] + (sum[0] + sum[1]);
-        m_row[mt][hr] = m_new;
       }
       auto pf = [&](int n, int e) { return __int_as_float(s_int[n][e]); };
       if constexpr (Cfg::kFp8) {  // two k32 steps; k-positions follow quant::fp8_v_kpos
@@ -387,26 +432,74 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
           pa[mt][st][3] = ptx::cvt_f16x2(pf(2 * st + 1, 2), pf(2 * st + 1, 3));
         }
       }
+    };
+    // alpha == 1 exactly when a row's max did not move (ex2(0) = 1): multiplying by it is the
+    // identity, so a warp whose rows all kept their max skips the rescale (most blocks of a long
+    // sequence; bench/NOTES.md section 6).
+    auto rescale = [&] {
+      bool unit = true;
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) unit = unit && alpha[mt][0] == 1.0f && alpha[mt][1] == 1.0f;
+      if (!__all_sync(0xffffffffu, unit)) {
+#pragma unroll
+        for (int mt = 0; mt < kM; ++mt)
+#pragma unroll
+          for (int n = 0; n < kNTilesO; ++n) {
+            acc[mt][n][0] *= alpha[mt][0], acc[mt][n][1] *= alpha[mt][0];
+            acc[mt][n][2] *= alpha[mt][1], acc[mt][n][3] *= alpha[mt][1];
+          }
+      }
+    };
+
+    if constexpr (kWgPv) {
+      // Every row max first, so that both accumulators are rescaled before the first wgmma (an
+      // accumulator register touched while a wgmma is in flight makes ptxas serialize them);
+      // then each m-tile's P.V is issued as soon as its P is packed, in flight during the next
+      // m-tile's exponentials.
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) row_max(mt);
+      rescale();
+      ptx::cp_async_wait<1>();  // V_j has landed (K_{j+1} may still be in flight) ...
+      ptx::fence_proxy_async();  // ... and is visible to wgmma
+      __syncthreads();
+      load_v(j_next, (j + 1) & 1);  // its stage was last read by block j - 1's wgmma (waited for)
+      ptx::cp_async_commit();
+      const uint8_t* vt = v_smem + v_stage * Cfg::kVTile;
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) {
+        exponentiate(mt);
+        ptx::wgmma_fence();
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+          ptx::wgmma_m64n128k16_f16_rs_tnb(reinterpret_cast<float(&)[kNTilesO * 4]>(acc[mt]), pa[mt][st],
+                                           wgmma_v_desc(ptx::smem_u32(vt) + st * 2 * kVGroupBytes));
+      }
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) row_max(mt), exponentiate(mt);
+    }
+    if constexpr (kWgPv) {
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+      // The wgmma operands stay untouched (and live) until here.
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) {
+#pragma unroll
+        for (int st = 0; st < 4; ++st)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[mt][st][e])::"memory");
+#pragma unroll
+        for (int n = 0; n < kNTilesO; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc[mt][n][e])::"memory");
+      }
+      return;  // what follows is the mma.sync P.V
     }
     if constexpr (Cfg::kKStages == 2 && !Cfg::kEarlyKLoad) {  // stage (j + 1) & 1 was last read in block j - 1
       load_k(j_next, (j + 1) & 1);
       ptx::cp_async_commit();
     }
-    // alpha == 1 exactly when a row's max did not move (ex2(0) = 1): multiplying by it is the
-    // identity, so a warp whose rows all kept their max skips the rescale (most blocks of a long
-    // sequence; bench/NOTES.md section 6).
-    bool unit = true;
-#pragma unroll
-    for (int mt = 0; mt < kM; ++mt) unit = unit && alpha[mt][0] == 1.0f && alpha[mt][1] == 1.0f;
-    if (!__all_sync(0xffffffffu, unit)) {
-#pragma unroll
-      for (int mt = 0; mt < kM; ++mt)
-#pragma unroll
-        for (int n = 0; n < kNTilesO; ++n) {
-          acc[mt][n][0] *= alpha[mt][0], acc[mt][n][1] *= alpha[mt][0];
-          acc[mt][n][2] *= alpha[mt][1], acc[mt][n][3] *= alpha[mt][1];
-        }
-    }
+    rescale();
 
     ptx::cp_async_wait<Cfg::kKStages == 2 ? 1 : 0>();  // V_j has landed
     __syncthreads();
@@ -419,7 +512,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 
     // O += P . V
     const uint8_t* vt = v_smem + v_stage * Cfg::kVTile;
-    const int mi = lane / 8;
+    [[maybe_unused]] const int mi = lane / 8;
     if constexpr (Cfg::kFp8) {
 #pragma unroll
       for (int np2 = 0; np2 < kNTilesO / 2; ++np2) {

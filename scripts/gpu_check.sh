@@ -34,6 +34,26 @@ for tool in memcheck racecheck; do
   done
 done
 
+# A build without this GPU's architecture (sm_80 SASS only; it does not run on sm_90) must say
+# so in a clear error naming the device and SAGEATTN_CUDA_ARCHS, and `bench --device auto` must
+# fall back to the CPU with that reason, instead of failing with a raw CUDA launch error.
+wrong_arch() {
+  cmake -S . -B build/wrong_arch -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=80-real \
+    -DSAGEATTN_SM80_HEAD_DIMS=64 -DSAGEATTN_BUILD_TESTS=OFF &&
+    cmake --build build/wrong_arch --target sageattn_cli -j "$(nproc)" || return 1
+  local b=build/wrong_arch/tools/sageattn args=(--batch 1 --heads 1 --seqlen 64 --head-dim 64 --iters 1 --warmup 0)
+  local o rc
+  o=$("$b" bench --device gpu "${args[@]}" 2>&1); rc=$?; echo "$o"
+  [ "$rc" = 2 ] && grep -q "no kernel image for device 0 (compute capability" <<<"$o" &&
+    grep -q "SAGEATTN_CUDA_ARCHS=" <<<"$o" || { echo "FAIL: --device gpu (rc $rc)"; return 1; }
+  o=$("$b" bench "${args[@]}" 2>&1); rc=$?; echo "$o"
+  [ "$rc" = 0 ] && grep -q "device: auto -> cpu: this build of sageattn has no kernel image" <<<"$o" ||
+    { echo "FAIL: --device auto (rc $rc)"; return 1; }
+}
+if [ "$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | cut -d. -f1)" != 8 ]; then
+  step wrong_arch wrong_arch
+fi
+
 # The default GPU problem of `sageattn bench`, every input family (the README's main command).
 step bench "$bdir/tools/sageattn" bench --family all --csv "$out/bench.csv"
 

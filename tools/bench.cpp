@@ -101,6 +101,11 @@ std::string no_gpu_reason() {
 #if defined(SAGEATTN_CLI_WITH_CUDA)
   const int count = detail::gpu_device_count();
   if (count == 0) return "no CUDA device found";
+  try {  // the usual case: kernels exist, but not for this device's architecture
+    detail::gpu_require_kernel_image(0);
+  } catch (const Error& e) {
+    return e.what();
+  }
   return "this build has no GPU attention kernels for the " + std::to_string(count) +
          " CUDA device(s) present";
 #else

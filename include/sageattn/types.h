@@ -38,7 +38,8 @@ enum class MaskMode : int8_t {
 
 // How P·V is computed (DESIGN.md §1.4, docs/NUMERICS.md).
 enum class PvMode : int8_t {
-  kAuto,        // fp8 where the device has fp8 MMA (sm89+) and on the CPU; fp16 on sm80/sm86
+  kAuto,        // fp16 on sm80/sm86 and on sm90 (the faster and more accurate mode there until the
+                // sm90 backend exists); fp8 on sm89, sm100+ and on the CPU
   kFp16,        // P and V in fp16, fp32 accumulation (SageAttention1; most accurate)
   kFp8,         // P and V in fp8 e4m3, two-level fp32 accumulation (SageAttention2)
   kFp8Fp16Acc,  // fp8 MMA with fp16 accumulation, flushed to fp32 every K block (SageAttention2++)

@@ -71,8 +71,8 @@ def sageattn(q, k, v, tensor_layout: str = "HND", is_causal: bool = False,
         sm_scale: softmax scale; default ``1 / sqrt(D)``.
         return_lse: also return the natural-log log-sum-exp of the scaled logits,
             float32 ``[B, Hq, Nq]``.
-        pv_mode: "auto" (fp8 on sm89+ and on the CPU, fp16 on sm80/sm86), "fp16", "fp8" or
-            "fp8_fp16acc".
+        pv_mode: "auto" (fp16 on sm80/sm86/sm90, fp8 on sm89, sm100+ and on the CPU), "fp16",
+            "fp8" or "fp8_fp16acc".
         smooth_k: subtract K's per-channel mean before quantizing (recommended).
         smooth_v: subtract V's per-channel mean before quantizing.
         granularity: int8 group size: "per_block", "per_warp" or "per_thread".

@@ -64,8 +64,9 @@ bool gpu_available() noexcept {
   for (int d = 0; d < count; ++d) {
     try {
       const int cc = detail::gpu_compute_capability(d);
-      if (detail::gpu_backend_supports(Backend::kSm80, cc) ||
-          detail::gpu_backend_supports(Backend::kSm90, cc))
+      if ((detail::gpu_backend_supports(Backend::kSm80, cc) ||
+           detail::gpu_backend_supports(Backend::kSm90, cc)) &&
+          detail::gpu_kernel_image(d))
         return true;
     } catch (const Error&) {
     }
@@ -76,8 +77,12 @@ bool gpu_available() noexcept {
 PvMode resolve_pv_mode(PvMode requested, int device) {
   if (requested != PvMode::kAuto) return requested;
   if (device == kHostDevice) return PvMode::kFp8;
-  // fp8 MMA exists from sm89 (Ada) on; Ampere gets the fp16 mode.
-  return detail::gpu_compute_capability(device) >= 89 ? PvMode::kFp8 : PvMode::kFp16;
+  // fp8 MMA exists from sm89 (Ada) on; Ampere gets the fp16 mode. On Hopper (sm90) the backend
+  // that runs today is sm80's, whose fp16 P.V uses wgmma there while its fp8 P.V is mma.sync
+  // e4m3, which ptxas emulates on sm90: fp16 is both faster and more accurate (H100, hd128,
+  // N = 16K: 454 vs 344 TFLOPS end to end; bench/RESULTS.md), so auto picks it.
+  const int cc = detail::gpu_compute_capability(device);
+  return cc >= 89 && cc != 90 ? PvMode::kFp8 : PvMode::kFp16;
 }
 
 const char* version() noexcept { return SAGEATTN_VERSION_STRING; }

@@ -5,13 +5,66 @@
 // Hopper too. A backend that is asked for but missing is an Error, never a silent fallback.
 #include "api/gpu_backend.h"
 
+#include <atomic>
+#include <string>
+
 #include "attention/sm80/launch.h"
 #include "common/check.h"
 #include "common/cuda_check.h"
 
+#ifndef SAGEATTN_CUDA_ARCHS_STRING
+#define SAGEATTN_CUDA_ARCHS_STRING "(unknown)"
+#endif
+
 namespace sageattn::detail {
+namespace {
+
+// Compiled like every kernel of the library (one CUDA architecture list for all): it has an
+// image for a device exactly when they do.
+__global__ void kernel_image_probe() {}
+
+constexpr int kMaxCachedDevices = 64;
+std::atomic<int8_t> g_image_cache[kMaxCachedDevices];  // 0 unknown, 1 present, 2 absent
+
+bool probe_kernel_image(int device) noexcept {
+  int current = 0;
+  if (cudaGetDevice(&current) != cudaSuccess) current = -1;
+  if (current != device && cudaSetDevice(device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  cudaFuncAttributes attr{};
+  const bool ok = cudaFuncGetAttributes(&attr, kernel_image_probe) == cudaSuccess;
+  if (!ok) (void)cudaGetLastError();  // cudaErrorInvalidDeviceFunction / NoKernelImageForDevice
+  if (current >= 0 && current != device) (void)cudaSetDevice(current);
+  return ok;
+}
+
+}  // namespace
 
 bool gpu_backend_compiled() noexcept { return true; }
+
+bool gpu_kernel_image(int device) noexcept {
+  if (device < 0) return false;
+  if (device >= kMaxCachedDevices) return probe_kernel_image(device);
+  int8_t v = g_image_cache[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    v = probe_kernel_image(device) ? 1 : 2;
+    g_image_cache[device].store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+void gpu_require_kernel_image(int device) {
+  if (gpu_kernel_image(device)) return;
+  const int cc = gpu_compute_capability(device);
+  throw Error(ErrorCode::kUnsupported,
+              concat("this build of sageattn has no kernel image for device ", device,
+                     " (compute capability ", cc / 10, ".", cc % 10,
+                     "): it was compiled for the CUDA architectures " SAGEATTN_CUDA_ARCHS_STRING
+                     "; rebuild with one for this device, e.g. -DSAGEATTN_CUDA_ARCHS=",
+                     cc == 90 ? "90a" : std::to_string(cc).c_str(), "-real"));
+}
 
 int gpu_device_count() noexcept {
   int count = 0;

@@ -22,6 +22,15 @@ int gpu_compute_capability(int device);
 // of compute capability `cc`.
 bool gpu_backend_supports(Backend backend, int cc) noexcept;
 
+// Whether this build holds a kernel image (SASS for the device's architecture, or PTX it can
+// JIT) that runs on `device`: false when, e.g., SAGEATTN_CUDA_ARCHS lacks the device's
+// architecture. Cached per device.
+bool gpu_kernel_image(int device) noexcept;
+
+// Throws Error (kUnsupported) naming the device, its compute capability and the architectures
+// this build was compiled for (SAGEATTN_CUDA_ARCHS) when gpu_kernel_image(device) is false.
+void gpu_require_kernel_image(int device);
+
 // Runs validated params on the GPU backend named in params.backend.
 void run_gpu_attention(const AttentionParams& params, Workspace workspace, Stream stream);
 

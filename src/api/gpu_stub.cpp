@@ -16,6 +16,13 @@ int gpu_compute_capability(int device) {
 
 bool gpu_backend_supports(Backend, int) noexcept { return false; }
 
+bool gpu_kernel_image(int) noexcept { return false; }
+
+void gpu_require_kernel_image(int device) {
+  throw Error(ErrorCode::kUnsupported,
+              concat("device ", device, ": this is the CPU-only build of sageattn (no CUDA)"));
+}
+
 void run_gpu_attention(const AttentionParams&, Workspace, Stream) {
   throw Error(ErrorCode::kUnsupported, "this is the CPU-only build of sageattn (no CUDA)");
 }

@@ -123,6 +123,7 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
     SAGEATTN_CHECK_CODE(gpu_backend_supports(b, cc), ErrorCode::kUnsupported, "backend ",
                         to_string(b), " has no kernels in this build for device ", p.device,
                         " (compute capability ", cc / 10, ".", cc % 10, ")");
+    gpu_require_kernel_image(p.device);
     p.backend = b;
   }
   p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);

@@ -333,5 +333,27 @@ TEST_F(GpuAttention, Fp8ModesNeedSm89) {
   }
 }
 
+// kAuto picks the mode that is fastest on the device's automatic backend: fp16 on sm80/sm86 (no
+// fp8 MMA) and on sm90 (the sm80 backend's fp16 P.V runs on wgmma there, its fp8 P.V on
+// emulated mma.sync e4m3), fp8 elsewhere from sm89 on. A call with kAuto computes exactly what
+// the resolved mode computes.
+TEST_F(GpuAttention, AutoPvModeFollowsTheDevice) {
+  const int cc = device_cc();
+  const PvMode want = cc >= 89 && cc != 90 ? PvMode::kFp8 : PvMode::kFp16;
+  EXPECT_EQ(resolve_pv_mode(PvMode::kAuto, 0), want) << "compute capability " << cc;
+  std::vector<uint16_t> x(2 * 100 * 64);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = uint16_t(0x3000 + (i * 2654435761u) % 0x0C00);
+  DeviceBuffer q = DeviceBuffer::from(x), o1(x.size() * 2), o2(x.size() * 2);
+  o1.fill(0xFF), o2.fill(0xFF);  // NaN: unwritten elements show
+  const TensorView tq = make_contiguous_view(q.get(), DType::kF16, {1, 2, 100, 64}, 0);
+  AttentionOptions a, b;
+  b.pv_mode = want;
+  attention(tq, tq, tq, make_contiguous_view(o1.get(), DType::kF16, {1, 2, 100, 64}, 0), a);
+  attention(tq, tq, tq, make_contiguous_view(o2.get(), DType::kF16, {1, 2, 100, 64}, 0), b);
+  const std::vector<uint16_t> r1 = o1.download<uint16_t>(x.size()), r2 = o2.download<uint16_t>(x.size());
+  EXPECT_EQ(std::count(r1.begin(), r1.end(), uint16_t(0xFFFF)), 0);
+  EXPECT_EQ(r1, r2);
+}
+
 }  // namespace
 }  // namespace sageattn::test

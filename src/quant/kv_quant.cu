@@ -28,8 +28,8 @@
 //                      item waits)
 //   quantize arrivals  each waits for > chunks (acquire), then adds 1; the one that reads
 //                      2 * chunks (the last) stores 0.
-// The ticket counter (counters[b * h_kv]) is zeroed by kv_quantize before the launch and again by
-// the CTA whose ticket fetch is the last one of the launch.
+// All counters are zeroed by kv_quantize before the launch (one memset); the ticket counter
+// (counters[b * h_kv]) is zeroed again by the CTA whose ticket fetch is the last of the launch.
 //
 // Memory ordering: writers store (weak), __syncthreads(), then thread 0 does the release (or
 // acq_rel) RMW at device scope; the barrier makes the other threads' stores part of what thread
@@ -42,6 +42,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 
 #include "common/check.h"
@@ -61,6 +62,7 @@ constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min
 constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity: 4)
 constexpr int kControlWords = 1;   // after the b * h_kv head counters: the ticket counter
 constexpr unsigned kSpinSleepNs = 128;
+constexpr int kMaxCachedDevices = 64;  // host-side launch caches (per device ordinal)
 
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
@@ -711,14 +713,24 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   using S = Shape<kDp>;
   const auto kernel = &kv_quant_kernel<kBf16, kDp>;
   constexpr int kSmem = S::kSmemBytes;
-  if (kSmem > 48 * 1024)
-    SAGEATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  int device = 0, sms = 0, occupancy = 0;
+  int device = 0;
   SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
-  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  SAGEATTN_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kThreads, kSmem));
+  // The shared-memory attribute, SM count and occupancy, once per device: the occupancy query
+  // costs microseconds of host time that a small call would otherwise pay every time (and the
+  // stream sits idle meanwhile when nothing else is queued).
+  static std::atomic<uint64_t> shape_cache[kMaxCachedDevices];  // (sms << 32 | occupancy), 0 unknown
+  uint64_t shape = device < kMaxCachedDevices ? shape_cache[device].load(std::memory_order_relaxed) : 0;
+  if (shape == 0) {
+    int sms = 0, occ = 0;
+    if (kSmem > 48 * 1024)
+      SAGEATTN_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    SAGEATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, kSmem));
+    shape = (uint64_t(uint32_t(sms)) << 32) | uint32_t(occ);
+    if (device < kMaxCachedDevices && occ > 0) shape_cache[device].store(shape, std::memory_order_relaxed);
+  }
+  const int sms = int(shape >> 32), occupancy = int(shape & 0xFFFFFFFFu);
   SAGEATTN_CHECK_CODE(occupancy > 0, ErrorCode::kInternal, "kv_quantize: the kernel for head dim ",
                       kDp, " does not fit on an SM");
   const int64_t per_sm = std::min<int64_t>(
@@ -737,8 +749,9 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   s.blocks = static_cast<uint32_t>(blocks);
   s.lead = static_cast<uint32_t>(choose_lead(blocks, grid, items));
 
+  // Head counters and the ticket counter in one memset (they are contiguous).
   SAGEATTN_CUDA_CHECK(
-      cudaMemsetAsync(p.counters + heads, 0, kControlWords * sizeof(uint32_t), stream));
+      cudaMemsetAsync(p.counters, 0, (heads + kControlWords) * sizeof(uint32_t), stream));
   kv_quant_kernel<kBf16, kDp>
       <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();

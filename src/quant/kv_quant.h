@@ -70,9 +70,9 @@ std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 // Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
-// Quantizes K and V on `stream` (a 4-byte memset of the ticket counter, then one kernel). The
-// per-head counters must be zero on entry (cudaMemsetAsync once after allocating the workspace);
-// they are zero again on exit.
+// Quantizes K and V on `stream`: one memset that zeroes the per-head counters and the ticket
+// counter (the workspace may be fresh memory; the kernel leaves them at zero on exit too), then
+// one kernel.
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

@@ -143,8 +143,6 @@ void run(const detail::AttentionParams& p, Workspace workspace, cudaStream_t str
   if (own) SAGEATTN_CUDA_CHECK(cudaMallocAsync(&ws, need, stream));
   try {
     quant::kv_quant_bind_workspace(qp, ws);
-    // The quantizer's completion counters must start at zero.
-    SAGEATTN_CUDA_CHECK(cudaMemsetAsync(qp.counters, 0, sizeof(uint32_t) * p.batch * p.heads_kv, stream));
     quant::kv_quantize(qp, stream);
     if (after_quant) SAGEATTN_CUDA_CHECK(cudaEventRecord(after_quant, stream));
 

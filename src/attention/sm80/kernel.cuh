@@ -10,7 +10,7 @@
 //              sq * sk into base-2 logits; causal / tail masks; online softmax (exp2); P.V with
 //              P from registers: fp16 (m16n8k16, fp32 accumulate) or e4m3 (m16n8k32; the block's
 //              partial product is added to a separate fp32 accumulator: two-level accumulation).
-//              On sm_90a the fp16 P.V of hd128 runs on wgmma instead (common/ptx/wgmma.cuh):
+//              On sm_90a the fp16 P.V of hd64/hd128 runs on wgmma instead (common/ptx/wgmma.cuh):
 //              each m-tile's as soon as its P is ready, overlapping the next m-tile's softmax.
 //              K and V tiles stream in with cp.async, double-buffered.
 //   epilogue : O = acc / l * v_scale + v_mean, rounded to the output dtype; LSE.
@@ -85,18 +85,24 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   constexpr TileConfig kTiles = kSm80Tiles;  // a local copy: usable with runtime arguments
-  // P.V on wgmma (sm_90a builds, fp16 mode, hd128; SAGEATTN_SM80_WGMMA_PV=0 turns it off). The
-  // CTA's 4 warps are one warpgroup: m16 tile mt of every warp forms the 64-row wgmma tile mt,
-  // whose A (P) and D (the accumulator) fragments are the mma.sync ones (common/ptx/wgmma.cuh).
+  // P.V on wgmma (sm_90a builds, fp16 mode, hd128 and hd64; SAGEATTN_SM80_WGMMA_PV=0 turns it
+  // off). Every 4 warps of the CTA are one warpgroup (hd128: the CTA; hd64: two of them): m16
+  // tile mt of its 4 warps forms the 64-row wgmma tile mt, whose A (P) and D (the accumulator)
+  // fragments are the mma.sync ones (common/ptx/wgmma.cuh).
   // The tensor cores read V from shared memory (128-byte swizzled, see v_dst0) instead of
   // ldmatrix + HMMA, and each m-tile's P.V is issued as soon as its P is packed, so it runs
-  // during the next m-tile's softmax. H100, N = 16K, kernel TFLOPS: 412 -> 479 (a P.V issued
-  // after the whole softmax: 457; unswizzled V: 394-403; bench/NOTES.md section 9).
+  // during the next m-tile's softmax. H100, N = 16K, kernel TFLOPS: hd128 412 -> 479 (a P.V
+  // issued after the whole softmax: 457; unswizzled V: 394-403), hd64 337 -> 389 (bench/NOTES.md
+  // section 9).
 #ifndef SAGEATTN_SM80_WGMMA_PV
 #define SAGEATTN_SM80_WGMMA_PV 1
 #endif
+#ifndef SAGEATTN_SM80_WGMMA_PV_HD64  // 64: hd64 too (one warpgroup per 4 warps of 16 rows)
+#define SAGEATTN_SM80_WGMMA_PV_HD64 64
+#endif
 #if SAGEATTN_HAVE_WGMMA && SAGEATTN_SM80_WGMMA_PV
-  constexpr bool kWgPv = kMode == PvMode::kFp16 && kHeadDim == 128 && kM == 2 && Cfg::kThreads == 128;
+  constexpr bool kWgPv = kMode == PvMode::kFp16 && (kHeadDim == 128 || kHeadDim == SAGEATTN_SM80_WGMMA_PV_HD64) &&
+                         Cfg::kThreads % 128 == 0;
 #else
   constexpr bool kWgPv = false;
 #endif
@@ -150,18 +156,20 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   const int8_t* k_src0 = k_src + (tid / kKCols) * kD + (tid % kKCols) * 16;
   // fp8: row = channel (stride np bytes), fp16: row = token (stride 2 kD bytes).
   const int64_t v_row_stride = Cfg::kFp8 ? np : int64_t(kD) * 2;
-  // wgmma P.V: a pass of the 128 threads copies one 8-token group of the V tile (2 KB), thread
-  // tid the 16-byte chunk tid / 8 of token tid % 8.
-  static_assert(!kWgPv || (kVRowsPerPass == 8 && kVCols * 8 == kThreads), "one 8-token group per pass");
+  // wgmma P.V: a pass copies kVRowsPerPass / 8 whole 8-token groups of the V tile; thread tid
+  // the 16-byte chunk vc = (tid / 8) % kVCols of token vr = tid % 8 + 8 * (tid / (8 * kVCols)).
+  static_assert(!kWgPv || kVRowsPerPass % 8 == 0, "whole 8-token groups per pass");
   constexpr uint32_t kVGroupBytes = 8 * kD * 2;  // one 8-token group in the wgmma layout
-  constexpr uint32_t kVPassBytes = kWgPv ? kVGroupBytes : kVRowsPerPass * Cfg::kVPitch;
+  constexpr uint32_t kVPassBytes = kWgPv ? kVRowsPerPass / 8 * kVGroupBytes : kVRowsPerPass * Cfg::kVPitch;
+  const int vr = tid % 8 + 8 * (tid / (8 * kVCols)), vc = (tid / 8) % kVCols;
   // wgmma: the 128-byte swizzle of an MN-major operand (common/ptx/wgmma.cuh): an 8-token group
-  // is two 1 KB atoms (channels 0-63, 64-127); token r's chunk c (channels 8c..8c+7) lands in
-  // atom c / 8, row r, 16-byte slot (c % 8) ^ r.
+  // is kD / 64 1 KB atoms (64 channels each); token r's chunk c (channels 8c..8c+7) lands in
+  // atom c / 8, row r % 8, 16-byte slot (c % 8) ^ (r % 8).
   const uint32_t v_dst0 =
-      ptx::smem_u32(v_smem) + (kWgPv ? (tid / 64) * 1024 + (tid % 8) * 128 + (((tid / 8) % 8) ^ (tid % 8)) * 16
-                                     : (tid / kVCols) * Cfg::kVPitch + (tid % kVCols) * 16);
-  const uint8_t* v_src0 = v_src + (kWgPv ? (tid % 8) * v_row_stride + (tid / 8) * 16
+      ptx::smem_u32(v_smem) +
+      (kWgPv ? (vr / 8) * kVGroupBytes + (vc / 8) * 1024 + (vr % 8) * 128 + ((vc % 8) ^ (vr % 8)) * 16
+             : (tid / kVCols) * Cfg::kVPitch + (tid % kVCols) * 16);
+  const uint8_t* v_src0 = v_src + (kWgPv ? vr * v_row_stride + vc * 16
                                          : (tid / kVCols) * v_row_stride + (tid % kVCols) * 16);
   auto load_k = [&](int blk, int stage) {
     const int8_t* src = k_src0 + int64_t(blk) * kBlockK * kD;
@@ -471,8 +479,12 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         ptx::wgmma_fence();
 #pragma unroll
         for (int st = 0; st < 4; ++st)
-          ptx::wgmma_m64n128k16_f16_rs_tnb(reinterpret_cast<float(&)[kNTilesO * 4]>(acc[mt]), pa[mt][st],
-                                           wgmma_v_desc(ptx::smem_u32(vt) + st * 2 * kVGroupBytes));
+          if constexpr (kD == 128)
+            ptx::wgmma_m64n128k16_f16_rs_tnb(reinterpret_cast<float(&)[kNTilesO * 4]>(acc[mt]), pa[mt][st],
+                                             wgmma_v_desc(ptx::smem_u32(vt) + st * 2 * kVGroupBytes));
+          else
+            ptx::wgmma_m64n64k16_f16_rs_tnb(reinterpret_cast<float(&)[kNTilesO * 4]>(acc[mt]), pa[mt][st],
+                                            wgmma_v_desc(ptx::smem_u32(vt) + st * 2 * kVGroupBytes));
       }
     } else {
 #pragma unroll

@@ -42,7 +42,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 
 #include "common/check.h"
@@ -62,7 +61,6 @@ constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min
 constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity: 4)
 constexpr int kControlWords = 1;   // after the b * h_kv head counters: the ticket counter
 constexpr unsigned kSpinSleepNs = 128;
-constexpr int kMaxCachedDevices = 64;  // host-side launch caches (per device ordinal)
 
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
@@ -713,24 +711,14 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   using S = Shape<kDp>;
   const auto kernel = &kv_quant_kernel<kBf16, kDp>;
   constexpr int kSmem = S::kSmemBytes;
-  int device = 0;
+  if (kSmem > 48 * 1024)
+    SAGEATTN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  int device = 0, sms = 0, occupancy = 0;
   SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
-  // The shared-memory attribute, SM count and occupancy, once per device: the occupancy query
-  // costs microseconds of host time that a small call would otherwise pay every time (and the
-  // stream sits idle meanwhile when nothing else is queued).
-  static std::atomic<uint64_t> shape_cache[kMaxCachedDevices];  // (sms << 32 | occupancy), 0 unknown
-  uint64_t shape = device < kMaxCachedDevices ? shape_cache[device].load(std::memory_order_relaxed) : 0;
-  if (shape == 0) {
-    int sms = 0, occ = 0;
-    if (kSmem > 48 * 1024)
-      SAGEATTN_CUDA_CHECK(
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    SAGEATTN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, kSmem));
-    shape = (uint64_t(uint32_t(sms)) << 32) | uint32_t(occ);
-    if (device < kMaxCachedDevices && occ > 0) shape_cache[device].store(shape, std::memory_order_relaxed);
-  }
-  const int sms = int(shape >> 32), occupancy = int(shape & 0xFFFFFFFFu);
+  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  SAGEATTN_CUDA_CHECK(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kThreads, kSmem));
   SAGEATTN_CHECK_CODE(occupancy > 0, ErrorCode::kInternal, "kv_quantize: the kernel for head dim ",
                       kDp, " does not fit on an SM");
   const int64_t per_sm = std::min<int64_t>(

@@ -97,12 +97,8 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #ifndef SAGEATTN_SM80_WGMMA_PV
 #define SAGEATTN_SM80_WGMMA_PV 1
 #endif
-#ifndef SAGEATTN_SM80_WGMMA_PV_HD64  // 64: hd64 too (one warpgroup per 4 warps of 16 rows)
-#define SAGEATTN_SM80_WGMMA_PV_HD64 64
-#endif
 #if SAGEATTN_HAVE_WGMMA && SAGEATTN_SM80_WGMMA_PV
-  constexpr bool kWgPv = kMode == PvMode::kFp16 && (kHeadDim == 128 || kHeadDim == SAGEATTN_SM80_WGMMA_PV_HD64) &&
-                         Cfg::kThreads % 128 == 0;
+  constexpr bool kWgPv = kMode == PvMode::kFp16 && (kHeadDim == 64 || kHeadDim == 128) && Cfg::kThreads % 128 == 0;
 #else
   constexpr bool kWgPv = false;
 #endif
@@ -486,11 +482,6 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
             ptx::wgmma_m64n64k16_f16_rs_tnb(reinterpret_cast<float(&)[kNTilesO * 4]>(acc[mt]), pa[mt][st],
                                             wgmma_v_desc(ptx::smem_u32(vt) + st * 2 * kVGroupBytes));
       }
-    } else {
-#pragma unroll
-      for (int mt = 0; mt < kM; ++mt) row_max(mt), exponentiate(mt);
-    }
-    if constexpr (kWgPv) {
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();
       // The wgmma operands stay untouched (and live) until here.
@@ -505,7 +496,10 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
           for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc[mt][n][e])::"memory");
       }
-      return;  // what follows is the mma.sync P.V
+      return;  // what follows is the mma.sync path
+    } else {
+#pragma unroll
+      for (int mt = 0; mt < kM; ++mt) row_max(mt), exponentiate(mt);
     }
     if constexpr (Cfg::kKStages == 2 && !Cfg::kEarlyKLoad) {  // stage (j + 1) & 1 was last read in block j - 1
       load_k(j_next, (j + 1) & 1);

@@ -21,15 +21,13 @@
 // read back from L2 by the fold and discarded there: ~0.81 GB of DRAM traffic instead of
 // 1.34 GB for the two-pass version (0.19 ms at 4.3 TB/s).
 //
-// Per-head counter protocol (counters[bh], zero on entry, zero on exit), chunks = ceil(len / 64):
+// Per-head counter protocol (counters[bh]), chunks = ceil(len / 64):
 //   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
 //                      its neutral stats are written too)
-//   fold               s -> s + 1 (release); for chunks == 0 it stores 0 instead (no quantize
-//                      item waits)
-//   quantize arrivals  each waits for > chunks (acquire), then adds 1; the one that reads
-//                      2 * chunks (the last) stores 0.
-// All counters are zeroed by kv_quantize before the launch (one memset); the ticket counter
-// (counters[b * h_kv]) is zeroed again by the CTA whose ticket fetch is the last of the launch.
+//   fold               s -> s + 1 (release)
+//   quantize items     wait for > chunks (acquire).
+// All counters (and the ticket counter after them) are zeroed by kv_quantize before each launch
+// (one memset) and are not reset by the kernel.
 //
 // Memory ordering: writers store (weak), __syncthreads(), then thread 0 does the release (or
 // acq_rel) RMW at device scope; the barrier makes the other threads' stores part of what thread
@@ -53,7 +51,6 @@
 namespace sageattn::quant {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kBlock = kSm80Tiles.block_k;  // tokens per work item
 static_assert(kBlock == kMeanChunkTokens,
               "a work item is one K quantization block and one mean chunk at once");
@@ -65,6 +62,7 @@ constexpr unsigned kSpinSleepNs = 128;
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
 struct Shape {
+  static constexpr int kThreads = 256;
   static constexpr int kVecs = kDp / 8;                  // 16-byte vectors (8 elements) per row
   static constexpr int kTileElems = kBlock * kDp;        // one tensor's tile, 16-bit elements
   static constexpr int kSmemBytes = 2 * kTileElems * 2;  // K and V tiles
@@ -73,9 +71,17 @@ struct Shape {
   static constexpr int kRecord = kPartialFields * kDp;  // floats per chunk record
   // Chunk records per fold batch: two batches (double buffer) fill the tile buffer.
   static constexpr int kFoldBatch = kSmemBytes / 2 / (kRecord * 4);
-  // Register cap (__launch_bounds__): the most CTAs per SM that compile without spills (ptxas:
-  // hd64 48 registers, hd128 64, hd256 128). Uncapped, ptxas spends 124-155 registers on ILP.
-  static constexpr int kMinCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? 4 : 2;
+  // Two tile buffers: the next item's tile loads while the current item is processed. Measured
+  // (bench/NOTES.md section 10): hd64 gains 8%; hd128 loses (3 CTAs per SM instead of 4).
+  static constexpr bool kPrefetch = kDp == 64;
+  static constexpr int kBuffers = kPrefetch ? 2 : 1;
+  // cp.async groups that may still be pending once the current item's tile has landed: the
+  // next item's tile (one group, possibly empty, committed after the current one's).
+  static constexpr int kYoungerGroups = kPrefetch ? 1 : 0;
+  // Resident CTAs per SM, and the register cap (__launch_bounds__) that lets them fit without
+  // spills (ptxas: hd64 48 registers, hd128 64, hd256 128; uncapped, ptxas spends 124-155
+  // registers on ILP).
+  static constexpr int kCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? 4 : 2;
   static_assert(kDp % 64 == 0 && kDp <= 256, "padded head dims 64, 128, 256");
   static_assert(kThreads % kVecs == 0 && kBlock % kRowsPerPass == 0, "rows tile the block");
   // Every row a thread visits (r0 + j * kRowsPerPass) lies in the same K group: the per-thread
@@ -83,6 +89,7 @@ struct Shape {
   static_assert(kRowsPerPass % 8 == 0, "a thread's rows share one K group");
   static_assert(kRecord % kThreads == 0 && (kFoldBatch * kRecord / 4) % kThreads == 0,
                 "the fold's chains and copies tile the block");
+  static_assert(kThreads >= kDp, "the fold's last step: one thread per channel");
   static_assert(kFoldBatch >= 1, "a fold batch holds at least one chunk record");
   static_assert(kRecord * 4 % 128 == 0,
                 "records are whole 128-byte lines (partials is 256-aligned)");
@@ -172,8 +179,8 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
 }
 
 // Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements). Channels >= d
-// and rows >= rows are not written (every reader masks them). Aligned: 16-byte cp.async, one
-// commit group (wait with cp_async_wait<0>); otherwise 2-byte loads, visible after a barrier.
+// and rows >= rows are not written (every reader masks them). Aligned: 16-byte cp.async (the
+// caller commits the group); otherwise 2-byte loads, visible after a barrier.
 template <int kDp>
 __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd, int64_t t0,
                                           int rows, bool aligned, bool evict_first, uint16_t* sk,
@@ -189,17 +196,16 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
   if (aligned) {
     const uint64_t pol = l2_policy(evict_first);
 #pragma unroll
-    for (int j = 0; j < S::kTileElems / 8 / kThreads; ++j) {
-      const int i = threadIdx.x + j * kThreads;
+    for (int j = 0; j < S::kTileElems / 8 / S::kThreads; ++j) {
+      const int i = threadIdx.x + j * S::kThreads;
       const int r = i / S::kVecs, c = (i % S::kVecs) * 8;
       if (r < rows && c < d) {
         cp_async_16_policy(sk + r * kDp + c, kg + r * p.k_stride_n + c, pol);
         cp_async_16_policy(sv + r * kDp + c, vg + r * p.v_stride_n + c, pol);
       }
     }
-    ptx::cp_async_commit();
   } else {
-    for (int i = threadIdx.x; i < S::kTileElems; i += kThreads) {
+    for (int i = threadIdx.x; i < S::kTileElems; i += S::kThreads) {
       const int r = i / kDp, c = i % kDp;
       if (r < rows && c < d) {
         sk[r * kDp + c] = kg[r * p.k_stride_n + c];
@@ -207,6 +213,28 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
       }
     }
   }
+}
+
+// Tokens of block blk of a head that holds tokens (blk < hd.chunks).
+__device__ __forceinline__ int rows_of(const Head& hd, uint32_t blk) {
+  const int64_t left = hd.len - int64_t(blk) * kBlock;
+  return static_cast<int>(left < kBlock ? left : kBlock);
+}
+
+// Starts loading the tile of ticket t into sk, sv when its item has one (a block with tokens;
+// the quantize pass reads evict-first) and commits one cp.async group, empty otherwise, so that
+// every ticket is exactly one group.
+template <int kDp>
+__device__ __forceinline__ void issue_tile(const KvQuantParams& p, const KvQuantSchedule& s,
+                                           uint32_t t, bool aligned, uint16_t* sk, uint16_t* sv) {
+  if (t < s.tickets()) {
+    const KvQuantItem it = kv_quant_item(t, s);
+    const Head hd = head_of(p, it.index / s.blocks);
+    const uint32_t blk = it.index % s.blocks;
+    if (blk < hd.chunks)
+      load_tile<kDp>(p, hd, int64_t(blk) * kBlock, rows_of(hd, blk), aligned, !it.stats, sk, sv);
+  }
+  ptx::cp_async_commit();
 }
 
 // Thread 0's next ticket. An item takes it once its tile has landed (the atomic's round trip
@@ -228,9 +256,10 @@ struct NextTicket {
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, const uint16_t* sk,
                                             const uint16_t* sv, float* record) {
-  constexpr int kCpt = kDp <= 128 ? 1 : 2;  // channels per thread
+  using S = Shape<kDp>;
+  constexpr int kCpt = 2 * kDp > S::kThreads ? 2 * kDp / S::kThreads : 1;  // channels per thread
   constexpr int kPerTensor = kDp / kCpt;    // threads per tensor (64 or 128)
-  static_assert(2 * kPerTensor <= kThreads && kPerTensor % 32 == 0, "K and V warps are uniform");
+  static_assert(2 * kPerTensor <= S::kThreads && kPerTensor % 32 == 0, "K and V warps are uniform");
   const int tensor = threadIdx.x / kPerTensor, c = (threadIdx.x % kPerTensor) * kCpt;
   if (tensor >= 2 || c >= p.head_dim) return;
   const uint16_t* col = (tensor == 0 ? sk : sv) + c;
@@ -281,18 +310,18 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
 // contract's order across chunks), compute the K mean, V mean and V scales exactly as the CPU
 // reference does, publish them. `buf` is the tile buffer (free now). The records stream through
 // two shared-memory batches of kFoldBatch chunks (cp.async, one batch in flight while the other
-// is added). Chain e = field * kDp + channel: a thread owns kRecord / kThreads chains.
+// is added). Chain e = field * kDp + channel: a thread owns kRecord / S::kThreads chains.
 template <int kDp>
 __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, float* buf) {
   using S = Shape<kDp>;
-  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / kThreads;
+  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / S::kThreads;
   const int d = static_cast<int>(p.head_dim), n = static_cast<int>(hd.chunks);
   const float* src = p.partials + hd.bh * int64_t(blocks) * kRecord;
   auto issue = [&](int batch) {
     float* dst = buf + (batch & 1) * kBatch * kRecord;
 #pragma unroll 1  // a rare path: registers matter more (hd64 runs at 48)
-    for (int j = 0; j < kBatch * kRecord / 4 / kThreads; ++j) {
-      const int i = threadIdx.x + j * kThreads;
+    for (int j = 0; j < kBatch * kRecord / 4 / S::kThreads; ++j) {
+      const int i = threadIdx.x + j * S::kThreads;
       const int rec = i / (kRecord / 4), e = (i % (kRecord / 4)) * 4;
       const int chunk = batch * kBatch + rec;
       // Only channels < d were written by the stats items (d % 8 == 0: whole 16-byte vectors).
@@ -306,7 +335,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
   float acc[kChains];
 #pragma unroll
   for (int k = 0; k < kChains; ++k) {
-    const int field = (threadIdx.x + k * kThreads) / kDp;
+    const int field = (threadIdx.x + k * S::kThreads) / kDp;
     acc[k] = field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
   }
   if (n > 0) issue(0);
@@ -322,7 +351,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     // drop their dirty L2 lines instead of writing them back to DRAM (2 KB per block at hd128,
     // 4% of the DRAM traffic).
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
-    for (int l = threadIdx.x; l < kBatch * kLines; l += kThreads) {
+    for (int l = threadIdx.x; l < kBatch * kLines; l += S::kThreads) {
       const int chunk = batch * kBatch + l / kLines;
       if (chunk < n) discard_l2_line(src + int64_t(chunk) * kRecord + (l % kLines) * 32);
     }
@@ -331,7 +360,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     for (int r = 0; r < m; ++r) {
 #pragma unroll
       for (int k = 0; k < kChains; ++k) {
-        const int e = threadIdx.x + k * kThreads, field = e / kDp;
+        const int e = threadIdx.x + k * S::kThreads, field = e / kDp;
         if (e % kDp < d) {
           const float x = rec0[r * kRecord + e];
           acc[k] = field < 2    ? __fadd_rn(acc[k], x)
@@ -343,7 +372,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     __syncthreads();  // this buffer is refilled by batch + 2
   }
 #pragma unroll
-  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * kThreads] = acc[k];
+  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * S::kThreads] = acc[k];
   __syncthreads();
 
   const int c = threadIdx.x;
@@ -384,23 +413,21 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
   __syncthreads();  // every stat is stored before thread 0 releases them
   if (threadIdx.x == 0) {
     cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
-    if (hd.chunks == 0) word.store(0u, cuda::memory_order_release);  // no quantize item waits
-    else word.fetch_add(1u, cuda::memory_order_release);
+    word.fetch_add(1u, cuda::memory_order_release);
   }
 }
 
+// The tile (if the block holds tokens) is in flight in sk, sv (issue_tile).
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
-                                           const Head& hd, uint32_t blk, bool aligned, uint16_t* sk,
+                                           const Head& hd, uint32_t blk, uint16_t* sk,
                                            uint16_t* sv, int* s_last, NextTicket& next) {
   using S = Shape<kDp>;
   const uint32_t arrivals = max(hd.chunks, 1u);
   if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
   if (blk < hd.chunks) {
-    const int64_t t0 = int64_t(blk) * kBlock;
-    const int rows = static_cast<int>(hd.len - t0 < kBlock ? hd.len - t0 : kBlock);
-    load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/false, sk, sv);
-    ptx::cp_async_wait<0>();
+    const int rows = rows_of(hd, blk);
+    ptx::cp_async_wait<S::kYoungerGroups>();
     __syncthreads();
     next.take();
     block_stats<kBf16, kDp>(p, rows, sk, sv,
@@ -416,30 +443,28 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
 }
 
 // ------------------------------------------------------------------------------- quantize item
-// Thread 0: wait until the head's stats are published, then count this item out (the last one
-// resets the counter for the next call).
+// Thread 0: wait until the head's stats are published.
 __device__ __forceinline__ void wait_for_stats(uint32_t* counter, uint32_t chunks) {
   cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*counter);
   while (word.load(cuda::memory_order_acquire) <= chunks) __nanosleep(kSpinSleepNs);
-  if (word.fetch_add(1u, cuda::memory_order_relaxed) == 2 * chunks)
-    word.store(0u, cuda::memory_order_relaxed);
 }
 
 // A block past the sequence's end: zero codes; the K scale of block 0 of an empty sequence is
 // the all-zero group's (amax 0 -> kMinAmax), as the two-pass version wrote it.
 template <int kDp>
 __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t blk) {
+  using S = Shape<kDp>;
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   uint4* k_dst = reinterpret_cast<uint4*>(p.k_codes + (hd.bh * np + t0) * kDp);
-  for (int i = threadIdx.x; i < kBlock * kDp / 16; i += kThreads) __stcs(k_dst + i, zero);
+  for (int i = threadIdx.x; i < kBlock * kDp / 16; i += S::kThreads) __stcs(k_dst + i, zero);
   if (p.pv_mode == PvMode::kFp16) {
     uint4* v_dst =
         reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (hd.bh * np + t0) * kDp);
-    for (int i = threadIdx.x; i < kBlock * kDp * 2 / 16; i += kThreads) __stcs(v_dst + i, zero);
+    for (int i = threadIdx.x; i < kBlock * kDp * 2 / 16; i += S::kThreads) __stcs(v_dst + i, zero);
   } else {
     uint8_t* v_dst = static_cast<uint8_t*>(p.v_codes) + hd.bh * kDp * np + t0;
-    for (int i = threadIdx.x; i < kDp * (kBlock / 16); i += kThreads)
+    for (int i = threadIdx.x; i < kDp * (kBlock / 16); i += S::kThreads)
       __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(i / (kBlock / 16)) * np +
                                       (i % (kBlock / 16)) * 16),
              zero);
@@ -461,12 +486,12 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
 
   // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
   // with the tile's arrival.
-  for (int c = tid; c < kDp; c += kThreads) {
+  for (int c = tid; c < kDp; c += S::kThreads) {
     s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
     s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
     s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
   }
-  ptx::cp_async_wait<0>();
+  ptx::cp_async_wait<S::kYoungerGroups>();
   __syncthreads();  // tile and stats visible to the block
   next.take();
 
@@ -554,9 +579,9 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   // (128 bytes): conflict-free.
   constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
 #pragma unroll
-  for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
-    const int i = tid + j * kThreads;
-    if (kUnits % kThreads != 0 && i >= kUnits) break;
+  for (int j = 0; j < (kUnits + S::kThreads - 1) / S::kThreads; ++j) {
+    const int i = tid + j * S::kThreads;
+    if (kUnits % S::kThreads != 0 && i >= kUnits) break;
     const int c = (i % kPairs) * 2, q = i / kPairs;
     uint32_t w0[4] = {0u, 0u, 0u, 0u}, w1[4] = {0u, 0u, 0u, 0u};
     if (c < d) {
@@ -586,20 +611,19 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   }
 }
 
+// The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not
+// depend on the stats, so they load before the wait for them.
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd, uint32_t blk,
-                                              bool aligned, uint16_t* sk, uint16_t* sv,
-                                              float* s_amax, float* s_km, float* s_vm,
-                                              float* s_vinv, NextTicket& next) {
+                                              uint16_t* sk, uint16_t* sv, float* s_amax,
+                                              float* s_km, float* s_vm, float* s_vinv,
+                                              NextTicket& next) {
   if (blk >= hd.chunks) {
     write_padding<kDp>(p, hd, blk);
     return;
   }
-  const int64_t t0 = int64_t(blk) * kBlock;
-  const int rows = static_cast<int>(hd.len - t0 < kBlock ? hd.len - t0 : kBlock);
+  const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
-  // The raw rows do not depend on the stats: start loading before waiting for them.
-  load_tile<kDp>(p, hd, t0, rows, aligned, /*evict_first=*/true, sk, sv);
   if (threadIdx.x == 0) wait_for_stats(p.counters + hd.bh, hd.chunks);
   __syncthreads();  // the stats are published (thread 0 acquired them); s_amax is zeroed
   quantize_block<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
@@ -607,42 +631,54 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
 
 // ------------------------------------------------------------------------------------- kernel
 template <bool kBf16, int kDp>
-__global__ void __launch_bounds__(kThreads, Shape<kDp>::kMinCtasPerSm)
+__global__ void __launch_bounds__(Shape<kDp>::kThreads, Shape<kDp>::kCtasPerSm)
     kv_quant_kernel(const __grid_constant__ KvQuantParams p, const KvQuantSchedule s,
                     bool aligned) {
   using S = Shape<kDp>;
   extern __shared__ __align__(16) uint8_t smem[];
-  uint16_t* sk = reinterpret_cast<uint16_t*>(smem);
-  uint16_t* sv = sk + S::kTileElems;
+  uint16_t* const tiles = reinterpret_cast<uint16_t*>(smem);  // kBuffers x [K tile, V tile]
   __shared__ __align__(16) float s_km[kDp];
   __shared__ __align__(16) float s_vm[kDp];
   __shared__ __align__(16) float s_vinv[kDp];
   __shared__ float s_amax[kMaxKGroups];
-  __shared__ uint32_t s_ticket;
+  __shared__ uint32_t s_ticket[2];  // prologue: the first tickets; then by iteration parity
   __shared__ int s_last;
   uint32_t* const ticket_counter = p.counters + p.batch * p.heads_kv;
+  auto tile_k = [&](uint32_t b) { return tiles + b * 2 * S::kTileElems; };
 
-  // Thread 0 fetches the next ticket while the block works on the current one.
+  // Tickets held: `cur` (being processed) and, with prefetch, `nxt` (its tile loading); thread 0
+  // fetches one more once cur's tile has landed (NextTicket), its round trip hidden by cur's
+  // compute. Each CTA therefore fetches exactly kBuffers tickets past the end.
+  if (threadIdx.x == 0)
+    for (int i = 0; i < S::kBuffers; ++i) s_ticket[i] = atomicAdd(ticket_counter, 1u);
+  __syncthreads();
+  uint32_t cur = s_ticket[0], nxt = s_ticket[S::kBuffers - 1];
+  if (S::kPrefetch) issue_tile<kDp>(p, s, cur, aligned, tile_k(0), tile_k(0) + S::kTileElems);
+  __syncthreads();  // s_ticket is read before iteration 0 writes it
   NextTicket next{ticket_counter, 0u, false};
-  next.take();
-  for (;;) {
-    if (threadIdx.x == 0) s_ticket = next.value;
-    __syncthreads();
-    const uint32_t t = s_ticket;
-    if (t >= s.tickets()) {
-      // Every CTA makes exactly one fetch past the end: the one that gets the largest value is
-      // the last fetch of the launch, and leaves the counter zero.
-      if (threadIdx.x == 0 && t == s.tickets() + gridDim.x - 1) atomicExch(ticket_counter, 0u);
-      break;
+  for (uint32_t iter = 0; cur < s.tickets(); ++iter) {
+    const uint32_t buf = S::kPrefetch ? iter & 1u : 0u;
+    uint16_t* const sk = tile_k(buf);
+    uint16_t* const sv = sk + S::kTileElems;
+    if (S::kPrefetch) {  // the next item's tile into the other buffer (freed by the last barrier)
+      uint16_t* const other = tile_k(buf ^ 1u);
+      issue_tile<kDp>(p, s, nxt, aligned, other, other + S::kTileElems);
+    } else {
+      issue_tile<kDp>(p, s, cur, aligned, sk, sv);
     }
     next.taken = false;
-    const KvQuantItem it = kv_quant_item(t, s);
+    const KvQuantItem it = kv_quant_item(cur, s);
     const Head hd = head_of(p, it.index / s.blocks);
     const uint32_t blk = it.index % s.blocks;
-    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, aligned, sk, sv, &s_last, next);
-    else quantize_item<kBf16, kDp>(p, hd, blk, aligned, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
-    next.take();      // items without a tile (padding, empty arrivals) take it here
-    __syncthreads();  // shared memory (tile, stats, s_amax, s_last, s_ticket) is free again
+    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, sk, sv, &s_last, next);
+    else quantize_item<kBf16, kDp>(p, hd, blk, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
+    next.take();  // items without a tile (padding, empty arrivals) take it here
+    // s_ticket[parity]: its previous value was read before the previous iteration's barrier.
+    if (threadIdx.x == 0) s_ticket[iter & 1u] = next.value;
+    __syncthreads();  // shared memory (tile, stats, s_amax, s_last) is free again
+    const uint32_t fetched = s_ticket[iter & 1u];
+    if (S::kPrefetch) cur = nxt, nxt = fetched;
+    else cur = fetched;
   }
 }
 
@@ -679,13 +715,6 @@ int64_t env_positive(const char* name, int64_t fallback) {
   return (*end == '\0' && v > 0 && v < (1LL << 31)) ? v : fallback;
 }
 
-// Resident CTAs per SM: enough 16-byte loads in flight to cover DRAM latency, and no more (every
-// resident CTA holds up to one tile in flight, and the in-flight tickets widen the window that
-// L2 must hold, see choose_lead). 128 KB of tiles per SM: hd64 8 (5 after the register cap),
-// hd128 4, hd256 2 CTAs; 132 SMs x 128 KB = 17 MB in flight at most, several times the ~6 MB
-// that 4.3 TB/s x ~1.5 us of loaded latency needs.
-constexpr int64_t kTileBytesPerSm = 128 * 1024;
-
 // lead (kv_quant_schedule.h): the quantize item of a block is handed out about `lead` stats
 // items after its stats item. Two opposite costs:
 //  - too small: a quantize item is handed out before its head's stats are published and its CTA
@@ -701,8 +730,11 @@ constexpr int64_t kTileBytesPerSm = 128 * 1024;
 //    B = 32 (grid 528, blocks 16): lead = 476 -> 15 MB of live K/V lines + 8 MB of output:
 //    well inside the H200's 50 MB L2. Long sequences (blocks = 512 at 32K) give up L2 reuse (the
 //    head alone is 16 MB and its fold is long): two DRAM reads, like the old two-pass code.
-int64_t choose_lead(int64_t blocks, int64_t grid, int64_t items) {
-  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", 3 * grid / 4 + 4 * blocks);
+int64_t choose_lead(bool prefetch, int64_t blocks, int64_t grid, int64_t items) {
+  // With prefetch a CTA holds two tickets ahead of the one it finishes: ~2.8 item times from
+  // hand-out to finish instead of ~1.5.
+  const int64_t held = prefetch ? 3 * grid / 2 : 3 * grid / 4;
+  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", held + 4 * blocks);
   return std::min(items, blocks + slack);
 }
 
@@ -710,7 +742,7 @@ template <bool kBf16, int kDp>
 void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   using S = Shape<kDp>;
   const auto kernel = &kv_quant_kernel<kBf16, kDp>;
-  constexpr int kSmem = S::kSmemBytes;
+  constexpr int kSmem = S::kBuffers * S::kSmemBytes;
   if (kSmem > 48 * 1024)
     SAGEATTN_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -718,30 +750,30 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
   SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   SAGEATTN_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kThreads, kSmem));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, S::kThreads, kSmem));
   SAGEATTN_CHECK_CODE(occupancy > 0, ErrorCode::kInternal, "kv_quantize: the kernel for head dim ",
                       kDp, " does not fit on an SM");
   const int64_t per_sm = std::min<int64_t>(
       occupancy,
-      env_positive("SAGEATTN_KV_QUANT_CTAS_PER_SM", std::max<int64_t>(1, kTileBytesPerSm / kSmem)));
+      env_positive("SAGEATTN_KV_QUANT_CTAS_PER_SM", S::kCtasPerSm));
 
   const int64_t heads = p.batch * p.heads_kv, blocks = p.seqlen_k_padded / kBlock;
   const int64_t items = heads * blocks;
   const int64_t grid = std::min(per_sm * sms, 2 * items);
-  // Tickets run to 2 * items + grid - 1 (one fetch past the end per CTA).
-  SAGEATTN_CHECK_CODE(2 * items + grid <= int64_t(UINT32_MAX), ErrorCode::kUnsupported,
+  // Tickets run to 2 * items + S::kBuffers * grid - 1 (kBuffers fetches past the end per CTA).
+  SAGEATTN_CHECK_CODE(2 * items + S::kBuffers * grid <= int64_t(UINT32_MAX), ErrorCode::kUnsupported,
                       "kv_quantize: ", heads, " heads x ", blocks,
                       " blocks is too many work items");
   KvQuantSchedule s;
   s.items = static_cast<uint32_t>(items);
   s.blocks = static_cast<uint32_t>(blocks);
-  s.lead = static_cast<uint32_t>(choose_lead(blocks, grid, items));
+  s.lead = static_cast<uint32_t>(choose_lead(S::kPrefetch, blocks, grid, items));
 
   // Head counters and the ticket counter in one memset (they are contiguous).
   SAGEATTN_CUDA_CHECK(
       cudaMemsetAsync(p.counters, 0, (heads + kControlWords) * sizeof(uint32_t), stream));
   kv_quant_kernel<kBf16, kDp>
-      <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned);
+      <<<static_cast<unsigned>(grid), S::kThreads, kSmem, stream>>>(p, s, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 

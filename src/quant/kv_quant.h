@@ -16,10 +16,11 @@
 // neutral means and scales too.
 //
 // Tuning overrides (environment, read by kv_quantize; unset in normal use, for device sweeps):
-//   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default: 128 KB of tiles per SM, capped
-//                                  by occupancy: hd64 5, hd128 4, hd256 2)
+//   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default, capped by occupancy: hd64 5
+//                                  with two tile buffers each, hd128 4, hd256 2)
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
-//                                  head's blocks (default: 3/4 grid + 4 * blocks per head)
+//                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
+//                                  buffers, + 4 * blocks per head)
 #pragma once
 
 #include <cstddef>
@@ -60,8 +61,8 @@ struct KvQuantParams {
   float* v_inv = nullptr;     // [b, h_kv, dp]: the quantizer's multiplier (range / amax, 2^-e)
   float* v_mean = nullptr;    // [b, h_kv, dp]
   float* partials = nullptr;  // [b, h_kv, np / kMeanChunkTokens, 4, dp]: chunk records
-  // [b * h_kv + 1]: one counter per (sequence, KV head), zero on entry and left zero on exit;
-  // then the work-ticket counter, which kv_quantize zeroes itself before each launch.
+  // [b * h_kv + 1]: one counter per (sequence, KV head), then the work-ticket counter; zeroed by
+  // kv_quantize itself before each launch (any contents on entry).
   uint32_t* counters = nullptr;
 };
 
@@ -71,8 +72,7 @@ std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
 // Quantizes K and V on `stream`: one memset that zeroes the per-head counters and the ticket
-// counter (the workspace may be fresh memory; the kernel leaves them at zero on exit too), then
-// one kernel.
+// counter (the workspace may be fresh memory), then one kernel.
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

@@ -134,9 +134,14 @@ __device__ __forceinline__ uint32_t e4m3x2(float lo, float hi) {
 // L2 eviction policy for cp.async: the stats pass leaves K/V lines at normal priority (they must
 // survive until the quantize item re-reads them); the quantize pass marks them evict-first (dead
 // after this read), so that L2 keeps the lines still waiting for their second read.
+#ifndef SAGEATTN_KV_QUANT_EVICT_LAST
+#define SAGEATTN_KV_QUANT_EVICT_LAST 0  // measurement switch (NOTES section 10): stats loads evict-last
+#endif
 __device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
   uint64_t pol;
-  if (evict_first) {
+  if (SAGEATTN_KV_QUANT_EVICT_LAST && !evict_first) {
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
+  } else if (evict_first) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   } else {
     asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
@@ -194,15 +199,22 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
                        (p.cu_seqlens_k ? 0 : hd.b * p.v_stride_b) + hd.h * p.v_stride_h +
                        (hd.begin + t0) * p.v_stride_n;
   if (aligned) {
+    // A thread copies the 16-byte vector c of rows r0 + j * kRowsPerPass (kThreads is a multiple
+    // of kVecs): one pointer per tensor, stepped by kRowsPerPass rows.
+    const int r0 = threadIdx.x / S::kVecs, c = (threadIdx.x % S::kVecs) * 8;
+    if (c >= d) return;
     const uint64_t pol = l2_policy(evict_first);
+    const uint16_t* kp = kg + r0 * p.k_stride_n + c;
+    const uint16_t* vp = vg + r0 * p.v_stride_n + c;
+    const int64_t k_step = S::kRowsPerPass * p.k_stride_n, v_step = S::kRowsPerPass * p.v_stride_n;
 #pragma unroll
-    for (int j = 0; j < S::kTileElems / 8 / S::kThreads; ++j) {
-      const int i = threadIdx.x + j * S::kThreads;
-      const int r = i / S::kVecs, c = (i % S::kVecs) * 8;
-      if (r < rows && c < d) {
-        cp_async_16_policy(sk + r * kDp + c, kg + r * p.k_stride_n + c, pol);
-        cp_async_16_policy(sv + r * kDp + c, vg + r * p.v_stride_n + c, pol);
+    for (int j = 0; j < S::kPasses; ++j) {
+      const int r = r0 + j * S::kRowsPerPass;
+      if (r < rows) {
+        cp_async_16_policy(sk + r * kDp + c, kp, pol);
+        cp_async_16_policy(sv + r * kDp + c, vp, pol);
       }
+      kp += k_step, vp += v_step;
     }
   } else {
     for (int i = threadIdx.x; i < S::kTileElems; i += S::kThreads) {
@@ -221,19 +233,35 @@ __device__ __forceinline__ int rows_of(const Head& hd, uint32_t blk) {
   return static_cast<int>(left < kBlock ? left : kBlock);
 }
 
-// Starts loading the tile of ticket t into sk, sv when its item has one (a block with tokens;
+// A ticket's work item, its head and block.
+struct Ticket {
+  bool valid;  // t < tickets
+  KvQuantItem it;
+  Head hd;
+  uint32_t blk;
+};
+
+__device__ __forceinline__ Ticket decode(const KvQuantParams& p, const KvQuantSchedule& s,
+                                         uint32_t t) {
+  Ticket r{};
+  r.valid = t < s.tickets();
+  if (r.valid) {
+    r.it = kv_quant_item(t, s);
+    r.hd = head_of(p, r.it.index / s.blocks);
+    r.blk = r.it.index % s.blocks;
+  }
+  return r;
+}
+
+// Starts loading the tile of ticket tk into sk, sv when its item has one (a block with tokens;
 // the quantize pass reads evict-first) and commits one cp.async group, empty otherwise, so that
 // every ticket is exactly one group.
 template <int kDp>
-__device__ __forceinline__ void issue_tile(const KvQuantParams& p, const KvQuantSchedule& s,
-                                           uint32_t t, bool aligned, uint16_t* sk, uint16_t* sv) {
-  if (t < s.tickets()) {
-    const KvQuantItem it = kv_quant_item(t, s);
-    const Head hd = head_of(p, it.index / s.blocks);
-    const uint32_t blk = it.index % s.blocks;
-    if (blk < hd.chunks)
-      load_tile<kDp>(p, hd, int64_t(blk) * kBlock, rows_of(hd, blk), aligned, !it.stats, sk, sv);
-  }
+__device__ __forceinline__ void issue_tile(const KvQuantParams& p, const Ticket& tk, bool aligned,
+                                           uint16_t* sk, uint16_t* sv) {
+  if (tk.valid && tk.blk < tk.hd.chunks)
+    load_tile<kDp>(p, tk.hd, int64_t(tk.blk) * kBlock, rows_of(tk.hd, tk.blk), aligned,
+                   !tk.it.stats, sk, sv);
   ptx::cp_async_commit();
 }
 
@@ -653,23 +681,24 @@ __global__ void __launch_bounds__(Shape<kDp>::kThreads, Shape<kDp>::kCtasPerSm)
     for (int i = 0; i < S::kBuffers; ++i) s_ticket[i] = atomicAdd(ticket_counter, 1u);
   __syncthreads();
   uint32_t cur = s_ticket[0], nxt = s_ticket[S::kBuffers - 1];
-  if (S::kPrefetch) issue_tile<kDp>(p, s, cur, aligned, tile_k(0), tile_k(0) + S::kTileElems);
+  if (S::kPrefetch) issue_tile<kDp>(p, decode(p, s, cur), aligned, tile_k(0), tile_k(0) + S::kTileElems);
   __syncthreads();  // s_ticket is read before iteration 0 writes it
   NextTicket next{ticket_counter, 0u, false};
   for (uint32_t iter = 0; cur < s.tickets(); ++iter) {
     const uint32_t buf = S::kPrefetch ? iter & 1u : 0u;
     uint16_t* const sk = tile_k(buf);
     uint16_t* const sv = sk + S::kTileElems;
+    const Ticket tk = decode(p, s, cur);
     if (S::kPrefetch) {  // the next item's tile into the other buffer (freed by the last barrier)
       uint16_t* const other = tile_k(buf ^ 1u);
-      issue_tile<kDp>(p, s, nxt, aligned, other, other + S::kTileElems);
+      issue_tile<kDp>(p, decode(p, s, nxt), aligned, other, other + S::kTileElems);
     } else {
-      issue_tile<kDp>(p, s, cur, aligned, sk, sv);
+      issue_tile<kDp>(p, tk, aligned, sk, sv);
     }
     next.taken = false;
-    const KvQuantItem it = kv_quant_item(cur, s);
-    const Head hd = head_of(p, it.index / s.blocks);
-    const uint32_t blk = it.index % s.blocks;
+    const KvQuantItem it = tk.it;
+    const Head& hd = tk.hd;
+    const uint32_t blk = tk.blk;
     if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, sk, sv, &s_last, next);
     else quantize_item<kBf16, kDp>(p, hd, blk, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
     next.take();  // items without a tile (padding, empty arrivals) take it here

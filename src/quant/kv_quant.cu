@@ -134,14 +134,9 @@ __device__ __forceinline__ uint32_t e4m3x2(float lo, float hi) {
 // L2 eviction policy for cp.async: the stats pass leaves K/V lines at normal priority (they must
 // survive until the quantize item re-reads them); the quantize pass marks them evict-first (dead
 // after this read), so that L2 keeps the lines still waiting for their second read.
-#ifndef SAGEATTN_KV_QUANT_EVICT_LAST
-#define SAGEATTN_KV_QUANT_EVICT_LAST 0  // measurement switch (NOTES section 10): stats loads evict-last
-#endif
 __device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
   uint64_t pol;
-  if (SAGEATTN_KV_QUANT_EVICT_LAST && !evict_first) {
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
-  } else if (evict_first) {
+  if (evict_first) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   } else {
     asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));

@@ -51,6 +51,7 @@
 namespace sageattn::quant {
 namespace {
 
+constexpr int kThreads = 256;
 constexpr int kBlock = kSm80Tiles.block_k;  // tokens per work item
 static_assert(kBlock == kMeanChunkTokens,
               "a work item is one K quantization block and one mean chunk at once");
@@ -62,7 +63,6 @@ constexpr unsigned kSpinSleepNs = 128;
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
 struct Shape {
-  static constexpr int kThreads = 256;
   static constexpr int kVecs = kDp / 8;                  // 16-byte vectors (8 elements) per row
   static constexpr int kTileElems = kBlock * kDp;        // one tensor's tile, 16-bit elements
   static constexpr int kSmemBytes = 2 * kTileElems * 2;  // K and V tiles
@@ -89,7 +89,6 @@ struct Shape {
   static_assert(kRowsPerPass % 8 == 0, "a thread's rows share one K group");
   static_assert(kRecord % kThreads == 0 && (kFoldBatch * kRecord / 4) % kThreads == 0,
                 "the fold's chains and copies tile the block");
-  static_assert(kThreads >= kDp, "the fold's last step: one thread per channel");
   static_assert(kFoldBatch >= 1, "a fold batch holds at least one chunk record");
   static_assert(kRecord * 4 % 128 == 0,
                 "records are whole 128-byte lines (partials is 256-aligned)");
@@ -212,7 +211,7 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
       kp += k_step, vp += v_step;
     }
   } else {
-    for (int i = threadIdx.x; i < S::kTileElems; i += S::kThreads) {
+    for (int i = threadIdx.x; i < S::kTileElems; i += kThreads) {
       const int r = i / kDp, c = i % kDp;
       if (r < rows && c < d) {
         sk[r * kDp + c] = kg[r * p.k_stride_n + c];
@@ -279,10 +278,9 @@ struct NextTicket {
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, const uint16_t* sk,
                                             const uint16_t* sv, float* record) {
-  using S = Shape<kDp>;
-  constexpr int kCpt = 2 * kDp > S::kThreads ? 2 * kDp / S::kThreads : 1;  // channels per thread
+  constexpr int kCpt = kDp <= 128 ? 1 : 2;  // channels per thread
   constexpr int kPerTensor = kDp / kCpt;    // threads per tensor (64 or 128)
-  static_assert(2 * kPerTensor <= S::kThreads && kPerTensor % 32 == 0, "K and V warps are uniform");
+  static_assert(2 * kPerTensor <= kThreads && kPerTensor % 32 == 0, "K and V warps are uniform");
   const int tensor = threadIdx.x / kPerTensor, c = (threadIdx.x % kPerTensor) * kCpt;
   if (tensor >= 2 || c >= p.head_dim) return;
   const uint16_t* col = (tensor == 0 ? sk : sv) + c;
@@ -333,18 +331,18 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
 // contract's order across chunks), compute the K mean, V mean and V scales exactly as the CPU
 // reference does, publish them. `buf` is the tile buffer (free now). The records stream through
 // two shared-memory batches of kFoldBatch chunks (cp.async, one batch in flight while the other
-// is added). Chain e = field * kDp + channel: a thread owns kRecord / S::kThreads chains.
+// is added). Chain e = field * kDp + channel: a thread owns kRecord / kThreads chains.
 template <int kDp>
 __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, float* buf) {
   using S = Shape<kDp>;
-  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / S::kThreads;
+  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / kThreads;
   const int d = static_cast<int>(p.head_dim), n = static_cast<int>(hd.chunks);
   const float* src = p.partials + hd.bh * int64_t(blocks) * kRecord;
   auto issue = [&](int batch) {
     float* dst = buf + (batch & 1) * kBatch * kRecord;
 #pragma unroll 1  // a rare path: registers matter more (hd64 runs at 48)
-    for (int j = 0; j < kBatch * kRecord / 4 / S::kThreads; ++j) {
-      const int i = threadIdx.x + j * S::kThreads;
+    for (int j = 0; j < kBatch * kRecord / 4 / kThreads; ++j) {
+      const int i = threadIdx.x + j * kThreads;
       const int rec = i / (kRecord / 4), e = (i % (kRecord / 4)) * 4;
       const int chunk = batch * kBatch + rec;
       // Only channels < d were written by the stats items (d % 8 == 0: whole 16-byte vectors).
@@ -358,7 +356,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
   float acc[kChains];
 #pragma unroll
   for (int k = 0; k < kChains; ++k) {
-    const int field = (threadIdx.x + k * S::kThreads) / kDp;
+    const int field = (threadIdx.x + k * kThreads) / kDp;
     acc[k] = field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
   }
   if (n > 0) issue(0);
@@ -374,7 +372,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     // drop their dirty L2 lines instead of writing them back to DRAM (2 KB per block at hd128,
     // 4% of the DRAM traffic).
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
-    for (int l = threadIdx.x; l < kBatch * kLines; l += S::kThreads) {
+    for (int l = threadIdx.x; l < kBatch * kLines; l += kThreads) {
       const int chunk = batch * kBatch + l / kLines;
       if (chunk < n) discard_l2_line(src + int64_t(chunk) * kRecord + (l % kLines) * 32);
     }
@@ -383,7 +381,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     for (int r = 0; r < m; ++r) {
 #pragma unroll
       for (int k = 0; k < kChains; ++k) {
-        const int e = threadIdx.x + k * S::kThreads, field = e / kDp;
+        const int e = threadIdx.x + k * kThreads, field = e / kDp;
         if (e % kDp < d) {
           const float x = rec0[r * kRecord + e];
           acc[k] = field < 2    ? __fadd_rn(acc[k], x)
@@ -395,7 +393,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     __syncthreads();  // this buffer is refilled by batch + 2
   }
 #pragma unroll
-  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * S::kThreads] = acc[k];
+  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * kThreads] = acc[k];
   __syncthreads();
 
   const int c = threadIdx.x;
@@ -476,18 +474,17 @@ __device__ __forceinline__ void wait_for_stats(uint32_t* counter, uint32_t chunk
 // the all-zero group's (amax 0 -> kMinAmax), as the two-pass version wrote it.
 template <int kDp>
 __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t blk) {
-  using S = Shape<kDp>;
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   uint4* k_dst = reinterpret_cast<uint4*>(p.k_codes + (hd.bh * np + t0) * kDp);
-  for (int i = threadIdx.x; i < kBlock * kDp / 16; i += S::kThreads) __stcs(k_dst + i, zero);
+  for (int i = threadIdx.x; i < kBlock * kDp / 16; i += kThreads) __stcs(k_dst + i, zero);
   if (p.pv_mode == PvMode::kFp16) {
     uint4* v_dst =
         reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (hd.bh * np + t0) * kDp);
-    for (int i = threadIdx.x; i < kBlock * kDp * 2 / 16; i += S::kThreads) __stcs(v_dst + i, zero);
+    for (int i = threadIdx.x; i < kBlock * kDp * 2 / 16; i += kThreads) __stcs(v_dst + i, zero);
   } else {
     uint8_t* v_dst = static_cast<uint8_t*>(p.v_codes) + hd.bh * kDp * np + t0;
-    for (int i = threadIdx.x; i < kDp * (kBlock / 16); i += S::kThreads)
+    for (int i = threadIdx.x; i < kDp * (kBlock / 16); i += kThreads)
       __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(i / (kBlock / 16)) * np +
                                       (i % (kBlock / 16)) * 16),
              zero);
@@ -509,7 +506,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
 
   // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
   // with the tile's arrival.
-  for (int c = tid; c < kDp; c += S::kThreads) {
+  for (int c = tid; c < kDp; c += kThreads) {
     s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
     s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
     s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
@@ -602,9 +599,9 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   // (128 bytes): conflict-free.
   constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
 #pragma unroll
-  for (int j = 0; j < (kUnits + S::kThreads - 1) / S::kThreads; ++j) {
-    const int i = tid + j * S::kThreads;
-    if (kUnits % S::kThreads != 0 && i >= kUnits) break;
+  for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
+    const int i = tid + j * kThreads;
+    if (kUnits % kThreads != 0 && i >= kUnits) break;
     const int c = (i % kPairs) * 2, q = i / kPairs;
     uint32_t w0[4] = {0u, 0u, 0u, 0u}, w1[4] = {0u, 0u, 0u, 0u};
     if (c < d) {
@@ -654,7 +651,7 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
 
 // ------------------------------------------------------------------------------------- kernel
 template <bool kBf16, int kDp>
-__global__ void __launch_bounds__(Shape<kDp>::kThreads, Shape<kDp>::kCtasPerSm)
+__global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     kv_quant_kernel(const __grid_constant__ KvQuantParams p, const KvQuantSchedule s,
                     bool aligned) {
   using S = Shape<kDp>;
@@ -691,11 +688,8 @@ __global__ void __launch_bounds__(Shape<kDp>::kThreads, Shape<kDp>::kCtasPerSm)
       issue_tile<kDp>(p, tk, aligned, sk, sv);
     }
     next.taken = false;
-    const KvQuantItem it = tk.it;
-    const Head& hd = tk.hd;
-    const uint32_t blk = tk.blk;
-    if (it.stats) stats_item<kBf16, kDp>(p, s, hd, blk, sk, sv, &s_last, next);
-    else quantize_item<kBf16, kDp>(p, hd, blk, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
+    if (tk.it.stats) stats_item<kBf16, kDp>(p, s, tk.hd, tk.blk, sk, sv, &s_last, next);
+    else quantize_item<kBf16, kDp>(p, tk.hd, tk.blk, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
     next.take();  // items without a tile (padding, empty arrivals) take it here
     // s_ticket[parity]: its previous value was read before the previous iteration's barrier.
     if (threadIdx.x == 0) s_ticket[iter & 1u] = next.value;
@@ -774,7 +768,7 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
   SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   SAGEATTN_CUDA_CHECK(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, S::kThreads, kSmem));
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kThreads, kSmem));
   SAGEATTN_CHECK_CODE(occupancy > 0, ErrorCode::kInternal, "kv_quantize: the kernel for head dim ",
                       kDp, " does not fit on an SM");
   const int64_t per_sm = std::min<int64_t>(
@@ -797,7 +791,7 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   SAGEATTN_CUDA_CHECK(
       cudaMemsetAsync(p.counters, 0, (heads + kControlWords) * sizeof(uint32_t), stream));
   kv_quant_kernel<kBf16, kDp>
-      <<<static_cast<unsigned>(grid), S::kThreads, kSmem, stream>>>(p, s, aligned);
+      <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 

@@ -7,7 +7,8 @@
 # Usage: scripts/quant_probe.sh
 #   QP_VARIANTS="-DX=1|-DY=1"  extra CUDA flags, one build each (build/quant_probe<i>)
 #   QP_ENVS="A=1 B=2|A=3"      environment settings tried with every build ('-': none)
-#   QP_PROBLEMS="128:fp16 64:fp16"  head_dim:mode pairs; QP_ROUNDS=3; QP_SEQLEN=1024
+#   QP_PROBLEMS="128:fp16 64:fp16"  head_dim:mode pairs; QP_ROUNDS=3 (0: no timing); QP_SEQLEN=1024
+#   QP_NCU=1                   also profile the quantizer kernel with ncu per (environment, problem)
 # Full logs under $OUT (or ./quant_probe_out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,3 +47,24 @@ for round in $(seq "${QP_ROUNDS:-3}"); do
     done
   done
 done | tee "$out/quant_probe.txt"
+# QP_NCU=1: one ncu profile of the quantizer kernel per (environment, problem) with the main
+# build: headline metrics printed, stall samples per SASS instruction saved (gzipped csv).
+if [ "${QP_NCU:-0}" = 1 ]; then
+  k=0
+  for e in "${envs[@]}"; do
+    [ "$e" = - ] && e=""
+    for pm in ${QP_PROBLEMS:-128:fp16 64:fp16}; do
+      hd="${pm%%:*}"; mode="${pm##*:}"; k=$((k + 1))
+      echo "== ncu $k: ${e:--} hd$hd $mode"
+      env $e ncu --clock-control none -k regex:kv_quant -c 1 --section SpeedOfLight \
+        --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+        --section MemoryWorkloadAnalysis --section SourceCounters -f -o "$out/ncu$k" \
+        "$b/tools/sageattn" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" \
+        --modes "$mode" --warmup 0 --iters 1 >"$out/ncu$k.log" 2>&1
+      ncu -i "$out/ncu$k.ncu-rep" --print-details all >"$out/ncu$k.txt" 2>&1
+      grep -E "Duration|DRAM Throughput|L2 Cache Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Block Limit (Reg|Shared)|Stall (Long|Short|Barrier|Wait|MIO|LG|Membar|Sleeping|Not Sel)|Warp Cycles Per Issued|Executed Instructions  |Cluster" "$out/ncu$k.txt" | head -n 30
+      ncu -i "$out/ncu$k.ncu-rep" --page source --csv --print-source sass 2>/dev/null | gzip >"$out/ncu${k}_sass.csv.gz"
+      rm -f "$out/ncu$k.ncu-rep"
+    done
+  done
+fi

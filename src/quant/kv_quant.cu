@@ -41,13 +41,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 
 #include "common/check.h"
 #include "common/cuda_check.h"
 #include "common/device_numerics.cuh"
-#include "common/ptx/bulk.cuh"
-#include "common/ptx/cluster.cuh"
 #include "common/ptx/mma.cuh"
 #include "quant/kv_quant_schedule.h"
 
@@ -180,15 +177,6 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
   return r;
 }
 
-// Token t0 of head hd in the user's K and V.
-__device__ __forceinline__ void tile_src(const KvQuantParams& p, const Head& hd, int64_t t0,
-                                         const uint16_t*& kg, const uint16_t*& vg) {
-  kg = static_cast<const uint16_t*>(p.k) + (p.cu_seqlens_k ? 0 : hd.b * p.k_stride_b) +
-       hd.h * p.k_stride_h + (hd.begin + t0) * p.k_stride_n;
-  vg = static_cast<const uint16_t*>(p.v) + (p.cu_seqlens_k ? 0 : hd.b * p.v_stride_b) +
-       hd.h * p.v_stride_h + (hd.begin + t0) * p.v_stride_n;
-}
-
 // Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements). Channels >= d
 // and rows >= rows are not written (every reader masks them). Aligned: 16-byte cp.async (the
 // caller commits the group); otherwise 2-byte loads, visible after a barrier.
@@ -198,8 +186,12 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
                                           uint16_t* sv) {
   using S = Shape<kDp>;
   const int d = static_cast<int>(p.head_dim);
-  const uint16_t *kg, *vg;
-  tile_src(p, hd, t0, kg, vg);
+  const uint16_t* kg = static_cast<const uint16_t*>(p.k) +
+                       (p.cu_seqlens_k ? 0 : hd.b * p.k_stride_b) + hd.h * p.k_stride_h +
+                       (hd.begin + t0) * p.k_stride_n;
+  const uint16_t* vg = static_cast<const uint16_t*>(p.v) +
+                       (p.cu_seqlens_k ? 0 : hd.b * p.v_stride_b) + hd.h * p.v_stride_h +
+                       (hd.begin + t0) * p.v_stride_n;
   if (aligned) {
     // A thread copies the 16-byte vector c of rows r0 + j * kRowsPerPass (kThreads is a multiple
     // of kVecs): one pointer per tensor, stepped by kRowsPerPass rows.
@@ -335,44 +327,6 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
   }
 }
 
-// A head's statistics of channel c from its folded sums `f` ([K sum, V sum, V min, V max][kDp]),
-// exactly as the CPU reference computes them; neutral for padding channels (c >= d).
-struct ChannelStats {
-  float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
-};
-
-template <int kDp>
-__device__ __forceinline__ ChannelStats channel_stats(const KvQuantParams& p, const Head& hd, int c,
-                                                      const float* f) {
-  ChannelStats r;
-  if (c >= p.head_dim) return r;
-  const float ks = f[0 * kDp + c], vs = f[1 * kDp + c];
-  const float vmin = f[2 * kDp + c], vmax = f[3 * kDp + c];
-  const float count = static_cast<float>(hd.len);
-  // An empty sequence has mean 0 (channel_mean); its amax comes out as -inf below, which the
-  // formulas turn into the reference's values for amax = 0.
-  if (p.smooth_k == Smoothing::kOn && hd.len > 0) r.km = __fdiv_rn(ks, count);
-  if (p.smooth_v == Smoothing::kOn && hd.len > 0) r.vm = __fdiv_rn(vs, count);
-  // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
-  const float amax = fmaxf(__fsub_rn(vmax, r.vm), __fsub_rn(r.vm, vmin));
-  if (p.pv_mode == PvMode::kFp16) {
-    int e = 0;
-    if (amax > 0.0f) {
-      int x_exp = 0;
-      frexpf(amax, &x_exp);
-      e = min(max(x_exp - kFp16VTargetExp, -126), 127);
-    }
-    r.scale = ldexpf(1.0f, e);
-    r.inv = ldexpf(1.0f, -e);
-  } else {
-    const float range = p.pv_mode == PvMode::kFp8 ? kFp8E4M3Max : p.tiles.fp16acc_v_range();
-    const float a = fmaxf(amax, kMinAmax);
-    r.scale = __fdiv_rn(a, range);
-    r.inv = __fdiv_rn(range, a);
-  }
-  return r;
-}
-
 // The last stats item of a head: fold the head's chunk records in ascending chunk order (the
 // contract's order across chunks), compute the K mean, V mean and V scales exactly as the CPU
 // reference does, publish them. `buf` is the tile buffer (free now). The records stream through
@@ -444,12 +398,38 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
 
   const int c = threadIdx.x;
   if (c < kDp) {
-    const ChannelStats st = channel_stats<kDp>(p, hd, c, buf);
+    float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
+    if (c < d) {
+      const float ks = buf[0 * kDp + c], vs = buf[1 * kDp + c];
+      const float vmin = buf[2 * kDp + c], vmax = buf[3 * kDp + c];
+      const float count = static_cast<float>(hd.len);
+      // An empty sequence has mean 0 (channel_mean); its amax comes out as -inf below, which
+      // the formulas turn into the reference's values for amax = 0.
+      if (p.smooth_k == Smoothing::kOn && hd.len > 0) km = __fdiv_rn(ks, count);
+      if (p.smooth_v == Smoothing::kOn && hd.len > 0) vm = __fdiv_rn(vs, count);
+      // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
+      const float amax = fmaxf(__fsub_rn(vmax, vm), __fsub_rn(vm, vmin));
+      if (p.pv_mode == PvMode::kFp16) {
+        int e = 0;
+        if (amax > 0.0f) {
+          int x_exp = 0;
+          frexpf(amax, &x_exp);
+          e = min(max(x_exp - kFp16VTargetExp, -126), 127);
+        }
+        scale = ldexpf(1.0f, e);
+        inv = ldexpf(1.0f, -e);
+      } else {
+        const float range = p.pv_mode == PvMode::kFp8 ? kFp8E4M3Max : p.tiles.fp16acc_v_range();
+        const float a = fmaxf(amax, kMinAmax);
+        scale = __fdiv_rn(a, range);
+        inv = __fdiv_rn(range, a);
+      }
+    }
     const int64_t o = hd.bh * kDp + c;
-    p.k_mean[o] = st.km;
-    p.v_mean[o] = st.vm;
-    p.v_scales[o] = st.scale;
-    p.v_inv[o] = st.inv;
+    p.k_mean[o] = km;
+    p.v_mean[o] = vm;
+    p.v_scales[o] = scale;
+    p.v_inv[o] = inv;
   }
   __syncthreads();  // every stat is stored before thread 0 releases them
   if (threadIdx.x == 0) {
@@ -515,22 +495,25 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
         __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
 }
 
-// dev::int8_code(x, inv) where |x| <= the amax that inv = 127 / max(amax, kMinAmax) came from:
-// then x * inv lies in [-127, 127] or is NaN (x or amax infinite or NaN), the clamps are no-ops,
-// and the conversion maps NaN to 0 by itself (PTX ISA, cvt: a NaN f32 converts to integer 0).
-__device__ __forceinline__ int int8_code_in_range(float x, float inv) {
-  return __float2int_rn(__fmul_rn(x, inv));
-}
-
-// Quantizes one block from shared memory: its tile (sk, sv), its head's stats (s_km, s_vm,
-// s_vinv) and s_amax (zeroed), all visible to the block.
+// Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
 template <bool kBf16, int kDp>
-__device__ void quantize_tile(const KvQuantParams& p, const Head& hd, uint32_t blk, int rows,
-                              const uint16_t* sk, const uint16_t* sv, float* s_amax,
-                              const float* s_km, const float* s_vm, const float* s_vinv) {
+__device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blk, int rows,
+                               const uint16_t* sk, const uint16_t* sv, float* s_amax, float* s_km,
+                               float* s_vm, float* s_vinv, NextTicket& next) {
   using S = Shape<kDp>;
   const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock, bh = hd.bh;
+
+  // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
+  // with the tile's arrival.
+  for (int c = tid; c < kDp; c += kThreads) {
+    s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
+    s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
+    s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+  }
+  ptx::cp_async_wait<S::kYoungerGroups>();
+  __syncthreads();  // tile and stats visible to the block
+  next.take();
 
   // ---- K: amax per group. Thread = 8 channels (one 16-byte vector) of rows r0 + j * kRowsPerPass
   // (a warp reads consecutive 16-byte vectors of a row: conflict-free), all in one group.
@@ -576,11 +559,7 @@ __device__ void quantize_tile(const KvQuantParams& p, const Head& hd, uint32_t b
         widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-#ifdef KVQ_OLD_INT8
           const uint32_t code = static_cast<uint8_t>(dev::int8_code(__fsub_rn(x[e], km[e]), inv));
-#else
-          const uint32_t code = static_cast<uint8_t>(int8_code_in_range(__fsub_rn(x[e], km[e]), inv));
-#endif
           w[e / 4] |= code << (8 * (e % 4));
         }
       }
@@ -652,26 +631,6 @@ __device__ void quantize_tile(const KvQuantParams& p, const Head& hd, uint32_t b
   }
 }
 
-// Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
-template <bool kBf16, int kDp>
-__device__ __forceinline__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blk,
-                                               int rows, const uint16_t* sk, const uint16_t* sv,
-                                               float* s_amax, float* s_km, float* s_vm,
-                                               float* s_vinv, NextTicket& next) {
-  using S = Shape<kDp>;
-  // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
-  // with the tile's arrival.
-  for (int c = threadIdx.x; c < kDp; c += kThreads) {
-    s_km[c] = __ldcg(p.k_mean + hd.bh * kDp + c);
-    s_vm[c] = __ldcg(p.v_mean + hd.bh * kDp + c);
-    s_vinv[c] = __ldcg(p.v_inv + hd.bh * kDp + c);
-  }
-  ptx::cp_async_wait<S::kYoungerGroups>();
-  __syncthreads();  // tile and stats visible to the block
-  next.take();
-  quantize_tile<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv);
-}
-
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not
 // depend on the stats, so they load before the wait for them.
 template <bool kBf16, int kDp>
@@ -741,210 +700,6 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
   }
 }
 
-// ---------------------------------------------------------------------- cluster kernel (sm_90+)
-// Short heads: one thread block cluster of `cs` CTAs per head, CTA `rank` holding blocks
-// [rank * bpc, rank * bpc + bpc) in shared memory from the load to the stores. Each CTA loads
-// its tiles once (DRAM -> smem), writes the blocks' chunk records into its own shared memory,
-// and after one cluster barrier every CTA folds all the head's records (distributed shared
-// memory, ascending chunk order: the same sums as fold_head) into the head's stats, then
-// quantizes its tiles. No second read of K and V, no global records, counters or tickets; a
-// CTA waits only for its cluster's siblings, which the hardware schedules together.
-#ifndef KVQ_CLUSTER_CTAS
-#define KVQ_CLUSTER_CTAS 3
-#endif
-constexpr int kClusterMaxBpc = 4;     // blocks per CTA (s_amax slots)
-constexpr int kClusterMaxSize = 16;   // CTAs per cluster (over 8: non-portable, opt-in)
-constexpr int kClusterPortable = 8;
-// CTAs per SM for the register cap (__launch_bounds__): what shared memory allows at the default
-// 64 KB of tiles per CTA (hd256: 2).
-template <int kDp>
-constexpr int kClusterCtasPerSm = kDp == 256 ? 2 : KVQ_CLUSTER_CTAS;
-
-// Warp 0: the bulk copies of a cluster CTA's tiles (blocks first .. first + bpc - 1 of hd, those
-// with tokens), completing on `bar`: one copy per block and tensor where its rows are contiguous
-// and unpadded (stride = d = kDp), else one per row. Needs 16-byte aligned rows (`aligned`).
-template <int kDp>
-__device__ __forceinline__ void bulk_load_tiles(const KvQuantParams& p, const Head& hd,
-                                                uint32_t first, uint32_t bpc, uint16_t* tiles,
-                                                uint64_t* bar) {
-  using S = Shape<kDp>;
-  const int lane = threadIdx.x, d = static_cast<int>(p.head_dim);
-  const uint32_t row_bytes = uint32_t(d) * 2;
-  uint32_t bytes = 0;
-  for (uint32_t j = 0; j < bpc; ++j)
-    if (first + j < hd.chunks) bytes += 2 * row_bytes * uint32_t(rows_of(hd, first + j));
-  if (lane == 0) ptx::mbar_arrive_expect_tx(bar, bytes);
-  __syncwarp();
-  const uint64_t pol = l2_policy(true);
-  const bool whole = d == kDp && p.k_stride_n == kDp && p.v_stride_n == kDp;
-  for (uint32_t j = 0; j < bpc; ++j) {
-    const uint32_t blk = first + j;
-    if (blk >= hd.chunks) break;
-    const int rows = rows_of(hd, blk);
-    const uint16_t *kg, *vg;
-    tile_src(p, hd, int64_t(blk) * kBlock, kg, vg);
-    uint16_t* const sk = tiles + j * 2 * S::kTileElems;
-    uint16_t* const sv = sk + S::kTileElems;
-    if (whole) {
-      if (lane < 2)
-        ptx::bulk_g2s(lane == 0 ? sk : sv, lane == 0 ? kg : vg, row_bytes * uint32_t(rows), bar,
-                      pol);
-    } else {
-      for (int r = lane; r < rows; r += 32) {
-        ptx::bulk_g2s(sk + r * kDp, kg + r * p.k_stride_n, row_bytes, bar, pol);
-        ptx::bulk_g2s(sv + r * kDp, vg + r * p.v_stride_n, row_bytes, bar, pol);
-      }
-    }
-  }
-}
-
-template <bool kBf16, int kDp>
-__global__ void __launch_bounds__(kThreads, kClusterCtasPerSm<kDp>)
-    kv_quant_cluster_kernel(const __grid_constant__ KvQuantParams p, uint32_t blocks,
-                            uint32_t bpc, uint32_t cs, bool aligned) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  using S = Shape<kDp>;
-  constexpr int kRecord = S::kRecord, kChains = kRecord / kThreads;
-  extern __shared__ __align__(16) uint8_t smem[];
-  uint16_t* const tiles = reinterpret_cast<uint16_t*>(smem);  // bpc x [K tile, V tile]
-  float* const records = reinterpret_cast<float*>(smem + bpc * S::kSmemBytes);  // bpc x kRecord
-  __shared__ __align__(16) float s_fold[kRecord];
-  __shared__ __align__(16) float s_km[kDp];
-  __shared__ __align__(16) float s_vm[kDp];
-  __shared__ __align__(16) float s_vinv[kDp];
-  __shared__ float s_amax[kClusterMaxBpc][kMaxKGroups];
-  __shared__ __align__(8) uint64_t s_bar;
-  const int tid = threadIdx.x, d = static_cast<int>(p.head_dim);
-  const uint32_t rank = ptx::cluster_ctarank(), first = rank * bpc;
-  const Head hd = head_of(p, blockIdx.x / cs);
-  auto tile_k = [&](uint32_t j) { return tiles + j * 2 * S::kTileElems; };
-
-  // ---- load: every tile with tokens at once (read once: evict-first).
-  if (tid < kClusterMaxBpc * kMaxKGroups) (&s_amax[0][0])[tid] = 0.0f;
-#ifndef KVQ_OLD_LOAD
-  if (aligned) {
-    if (tid == 0) ptx::mbar_init(&s_bar, 1);
-    __syncthreads();
-    if (tid < 32) bulk_load_tiles<kDp>(p, hd, first, bpc, tiles, &s_bar);
-    ptx::mbar_wait(&s_bar, 0);
-  } else
-#endif
-  {
-    for (uint32_t j = 0; j < bpc; ++j) {
-      const uint32_t blk = first + j;
-      if (blk < hd.chunks)
-        load_tile<kDp>(p, hd, int64_t(blk) * kBlock, rows_of(hd, blk), aligned, true, tile_k(j),
-                       tile_k(j) + S::kTileElems);
-    }
-    ptx::cp_async_commit();
-    ptx::cp_async_wait<0>();
-  }
-  __syncthreads();
-
-  // ---- chunk records of this CTA's blocks, into its shared memory.
-  for (uint32_t j = 0; j < bpc; ++j) {
-    const uint32_t blk = first + j;
-    if (blk < hd.chunks)
-      block_stats<kBf16, kDp>(p, rows_of(hd, blk), tile_k(j), tile_k(j) + S::kTileElems,
-                              records + j * kRecord);
-  }
-  ptx::cluster_arrive_release();
-  ptx::cluster_wait_acquire();  // every CTA's records are visible cluster-wide
-
-  // ---- fold: chain e = field * kDp + channel, chunk i's record in CTA i / bpc, slot i % bpc.
-  // Chain k's field is tid / kDp + k * (kThreads / kDp): warp-uniform, compile-time for hd256.
-  float acc[kChains];
-#pragma unroll
-  for (int k = 0; k < kChains; ++k) {
-    const int field = (tid + k * kThreads) / kDp;
-    acc[k] = field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
-  }
-  const int n = static_cast<int>(hd.chunks);
-#ifdef KVQ_OLD_FOLD
-  for (int i0 = 0; i0 < n; i0 += 4) {
-    float x[4][kChains];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int i = i0 + u;
-      if (i < n) {
-        const float* rec = ptx::map_rank(records + (i % bpc) * kRecord, uint32_t(i) / bpc);
-#pragma unroll
-        for (int k = 0; k < kChains; ++k) x[u][k] = rec[tid + k * kThreads];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-#pragma unroll
-      for (int k = 0; k < kChains; ++k) {
-        const int e = tid + k * kThreads, field = e / kDp;
-        // Only channels < d were written by block_stats.
-        if (i0 + u < n && e % kDp < d)
-          acc[k] = field < 2    ? __fadd_rn(acc[k], x[u][k])
-                   : field == 2 ? fminf(acc[k], x[u][k])
-                                : fmaxf(acc[k], x[u][k]);
-      }
-    }
-  }
-#else
-  // Only channels < d were written by block_stats: the other chains stay neutral.
-  if (tid % kDp < d) {
-    // One CTA's records at a time (its bpc slots' loads issued before their adds).
-    for (uint32_t r = 0; r * bpc < uint32_t(n); ++r) {
-      const float* rec = ptx::map_rank(records, r);
-      const int m = min(int(bpc), n - int(r * bpc));
-      float x[kClusterMaxBpc][kChains];
-#pragma unroll
-      for (int j = 0; j < kClusterMaxBpc; ++j)
-#pragma unroll
-        for (int k = 0; k < kChains; ++k)
-          if (j < m) x[j][k] = rec[j * kRecord + tid + k * kThreads];
-#pragma unroll
-      for (int j = 0; j < kClusterMaxBpc; ++j)
-#pragma unroll
-        for (int k = 0; k < kChains; ++k) {
-          const int field = tid / kDp + k * (kThreads / kDp);
-          if (j < m)
-            acc[k] = field < 2    ? __fadd_rn(acc[k], x[j][k])
-                     : field == 2 ? fminf(acc[k], x[j][k])
-                                  : fmaxf(acc[k], x[j][k]);
-        }
-    }
-  }
-#endif
-#pragma unroll
-  for (int k = 0; k < kChains; ++k) s_fold[tid + k * kThreads] = acc[k];
-  __syncthreads();
-  // This CTA's remote reads are done (their values are in s_fold): siblings may exit after the
-  // matching wait at the end.
-  ptx::cluster_arrive_relaxed();
-  if (tid < kDp) {
-    const ChannelStats st = channel_stats<kDp>(p, hd, tid, s_fold);
-    s_km[tid] = st.km, s_vm[tid] = st.vm, s_vinv[tid] = st.inv;
-    if (rank == 0) {
-      const int64_t o = hd.bh * kDp + tid;
-      p.k_mean[o] = st.km;
-      p.v_mean[o] = st.vm;
-      p.v_scales[o] = st.scale;
-      p.v_inv[o] = st.inv;
-    }
-  }
-  __syncthreads();
-
-  // ---- quantize this CTA's blocks from shared memory.
-  for (uint32_t j = 0; j < bpc; ++j) {
-    const uint32_t blk = first + j;
-    if (blk < hd.chunks)
-      quantize_tile<kBf16, kDp>(p, hd, blk, rows_of(hd, blk), tile_k(j), tile_k(j) + S::kTileElems,
-                                s_amax[j], s_km, s_vm, s_vinv);
-    else if (blk < blocks)
-      write_padding<kDp>(p, hd, blk);
-  }
-  ptx::cluster_wait_acquire();  // no sibling still reads this CTA's records
-#else
-  __trap();
-#endif
-}
-
 // --------------------------------------------------------------------------------- host side
 std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
@@ -1002,7 +757,7 @@ int64_t choose_lead(bool prefetch, int64_t blocks, int64_t grid, int64_t items) 
 }
 
 template <bool kBf16, int kDp>
-void launch_tickets(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
+void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   using S = Shape<kDp>;
   const auto kernel = &kv_quant_kernel<kBf16, kDp>;
   constexpr int kSmem = S::kBuffers * S::kSmemBytes;
@@ -1040,94 +795,6 @@ void launch_tickets(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 
-
-// The cluster kernel's shape for a head of `blocks` blocks: cs CTAs of bpc blocks each, or
-// cs = 0 where it does not apply (before sm_90, or a head longer than kClusterMaxSize CTAs of
-// the shared-memory cap).
-struct ClusterShape {
-  int64_t cs = 0, bpc = 0;
-};
-
-template <int kDp>
-ClusterShape cluster_shape(int64_t blocks, int cc_major) {
-  if (cc_major < 9 || blocks <= 0) return {};
-  const int64_t max_cs =
-      std::min<int64_t>(kClusterMaxSize, env_positive("SAGEATTN_KV_QUANT_CLUSTER", kClusterPortable));
-  const int64_t cap = env_positive("SAGEATTN_KV_QUANT_CLUSTER_KB", 64) * 1024;
-  const int64_t max_bpc = std::min<int64_t>(kClusterMaxBpc, cap / Shape<kDp>::kSmemBytes);
-  ClusterShape r;
-  r.bpc = (blocks + max_cs - 1) / max_cs;
-  if (max_bpc < 1 || r.bpc > max_bpc) return {};
-  r.cs = (blocks + r.bpc - 1) / r.bpc;  // the fewest CTAs of bpc blocks
-  return r;
-}
-
-template <bool kBf16, int kDp>
-void launch_cluster(const KvQuantParams& p, const ClusterShape& c, bool aligned,
-                    cudaStream_t stream) {
-  using S = Shape<kDp>;
-  const auto kernel = &kv_quant_cluster_kernel<kBf16, kDp>;
-  const int64_t heads = p.batch * p.heads_kv, blocks = p.seqlen_k_padded / kBlock;
-  const int smem = static_cast<int>(c.bpc * (S::kSmemBytes + S::kRecord * sizeof(float)));
-  SAGEATTN_CHECK_CODE(heads * c.cs <= int64_t(INT32_MAX), ErrorCode::kUnsupported,
-                      "kv_quantize: ", heads, " heads x ", c.cs, " CTAs is too large a grid");
-  if (smem > 48 * 1024)
-    SAGEATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  if (c.cs > kClusterPortable)
-    SAGEATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(heads * c.cs));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = static_cast<std::size_t>(smem);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(c.cs);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  SAGEATTN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, static_cast<uint32_t>(blocks),
-                                         static_cast<uint32_t>(c.bpc),
-                                         static_cast<uint32_t>(c.cs), aligned));
-  SAGEATTN_CUDA_CHECK_LAUNCH();
-}
-
-// Path kAuto -> the kernel to run: SAGEATTN_KV_QUANT_PATH, else the cluster kernel where it
-// applies.
-KvQuantPath resolve_path(KvQuantPath path, bool cluster_applies) {
-  if (path != KvQuantPath::kAuto) return path;
-  const char* s = std::getenv("SAGEATTN_KV_QUANT_PATH");
-  if (s != nullptr && std::strcmp(s, "tickets") == 0) return KvQuantPath::kTickets;
-  return cluster_applies ? KvQuantPath::kCluster : KvQuantPath::kTickets;
-}
-
-ClusterShape cluster_shape_of(const KvQuantParams& p) {
-  int device = 0, major = 0;
-  SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
-  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  const int64_t blocks = p.seqlen_k_padded / kBlock;
-  switch (p.head_dim_padded) {
-    case 64: return cluster_shape<64>(blocks, major);
-    case 128: return cluster_shape<128>(blocks, major);
-    default: return cluster_shape<256>(blocks, major);
-  }
-}
-
-template <bool kBf16, int kDp>
-void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
-  const ClusterShape c = cluster_shape_of(p);
-  const KvQuantPath path = resolve_path(p.path, c.cs > 0);
-  if (path == KvQuantPath::kTickets) return launch_tickets<kBf16, kDp>(p, aligned, stream);
-  SAGEATTN_CHECK_CODE(c.cs > 0, ErrorCode::kInternal,
-                      "kv_quantize: the cluster kernel does not apply to ", p.seqlen_k_padded,
-                      " tokens at head dim ", kDp, " on this GPU (sm_90+, at most ",
-                      kClusterMaxSize, " CTAs per head)");
-  launch_cluster<kBf16, kDp>(p, c, aligned, stream);
-}
-
 }  // namespace
 
 std::size_t kv_quant_workspace_bytes(const KvQuantParams& p) {
@@ -1148,10 +815,6 @@ void kv_quant_bind_workspace(KvQuantParams& p, void* workspace) {
   p.v_mean = reinterpret_cast<float*>(w), w += s.v_mean;
   p.partials = reinterpret_cast<float*>(w), w += s.partials;
   p.counters = reinterpret_cast<uint32_t*>(w);
-}
-
-bool kv_quant_cluster_applies(const KvQuantParams& p) {
-  return p.seqlen_k_padded > 0 && cluster_shape_of(p).cs > 0;
 }
 
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {

@@ -15,16 +15,7 @@
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.
 //
-// Short heads on sm_90+ take a second kernel instead: one thread block cluster per head, whose
-// CTAs keep their blocks in shared memory from the load to the stores and fold the head's chunk
-// records through distributed shared memory (one read of K and V, no counters, no waiting on
-// other heads). KvQuantParams::path chooses; kAuto takes it wherever it applies.
-//
 // Tuning overrides (environment, read by kv_quantize; unset in normal use, for device sweeps):
-//   SAGEATTN_KV_QUANT_PATH         "tickets" or "cluster": the kernel for path kAuto
-//   SAGEATTN_KV_QUANT_CLUSTER      largest cluster (CTAs per head; default and maximum 8)
-//   SAGEATTN_KV_QUANT_CLUSTER_KB   shared memory for a cluster CTA's tiles (default 64 KB): the
-//                                  blocks per CTA, hence the longest head the cluster kernel takes
 //   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default, capped by occupancy: hd64 5
 //                                  with two tile buffers each, hd128 4, hd256 2)
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
@@ -41,15 +32,6 @@
 #include "sageattn/types.h"
 
 namespace sageattn::quant {
-
-// Which kernel quantizes (both are bit-identical; kv_quant.cu describes them).
-enum class KvQuantPath {
-  kAuto,     // the cluster kernel where it applies, else the ticket kernel
-  kTickets,  // the persistent ticket kernel: any GPU, any length
-  kCluster,  // one thread block cluster per head: sm_90+, heads of at most 8 CTAs x (the
-             // 64-token blocks that fit in a CTA's shared-memory cap); kv_quantize throws
-             // kInternal where it does not apply
-};
 
 struct KvQuantParams {
   // ---- inputs ----
@@ -69,7 +51,6 @@ struct KvQuantParams {
   Smoothing smooth_k = Smoothing::kOn;
   Smoothing smooth_v = Smoothing::kOff;
   PvMode pv_mode = PvMode::kFp8;  // resolved
-  KvQuantPath path = KvQuantPath::kAuto;
 
   // ---- outputs (workspace) ----
   int8_t* k_codes = nullptr;  // [b, h_kv, np, dp]
@@ -90,13 +71,8 @@ std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 // Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
-// Whether the cluster kernel takes p's shape on the current device (p.seqlen_k_padded and
-// p.head_dim_padded set).
-bool kv_quant_cluster_applies(const KvQuantParams& p);
-
-// Quantizes K and V on `stream`, with the kernel p.path names. The ticket kernel: one memset
-// that zeroes the per-head counters and the ticket counter (the workspace may be fresh memory),
-// then the kernel; the cluster kernel: one launch, counters and chunk records unused.
+// Quantizes K and V on `stream`: one memset that zeroes the per-head counters and the ticket
+// counter (the workspace may be fresh memory), then one kernel.
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "cpu/reference.h"
@@ -33,7 +32,7 @@ struct QuantCase {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t kernel_hd(int64_t d) { return d <= 64 ? 64 : d <= 128 ? 128 : 256; }
 
-void check_case(const QuantCase& c, quant::KvQuantPath path) {
+void check_case(const QuantCase& c) {
   const bool varlen = !c.varlen.empty();
   const int64_t batch = varlen ? int64_t(c.varlen.size()) : c.b;
   std::vector<int32_t> cu(batch + 1, 0);
@@ -59,22 +58,11 @@ void check_case(const QuantCase& c, quant::KvQuantPath path) {
   p.batch = batch, p.heads_kv = c.h, p.seqlen_k = max_len, p.head_dim = c.d;
   p.head_dim_padded = kernel_hd(c.d), p.seqlen_k_padded = round_up(max_len, kSm80Tiles.block_k);
   p.granularity = c.gran, p.smooth_k = c.smooth_k, p.smooth_v = c.smooth_v, p.pv_mode = c.mode;
-  p.path = path;
   DeviceBuffer ws(quant::kv_quant_workspace_bytes(p));
   // Poison: padding must be written by the quantizer, and the counters (poisoned too) must be
   // zeroed by kv_quantize itself.
   ws.fill(0xA5);
   quant::kv_quant_bind_workspace(p, ws.get());
-  if (path == quant::KvQuantPath::kCluster && !quant::kv_quant_cluster_applies(p)) {
-    // Too long a head for the cluster kernel (or a GPU before sm_90): a clear error, nothing run.
-    try {
-      quant::kv_quantize(p, nullptr);
-      ADD_FAILURE() << c.name << ": the cluster kernel ran where it does not apply";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInternal) << e.what();
-    }
-    return;
-  }
   quant::kv_quantize(p, nullptr);
   SAGEATTN_CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -157,16 +145,13 @@ void check_case(const QuantCase& c, quant::KvQuantPath path) {
   EXPECT_EQ(mismatches, 0) << c.name << ": " << mismatches << " mismatching values";
 }
 
-class GpuQuant : public GpuTest,
-                 public ::testing::WithParamInterface<std::tuple<QuantCase, quant::KvQuantPath>> {};
+class GpuQuant : public GpuTest, public ::testing::WithParamInterface<QuantCase> {};
 
-// Both kernels on every case: the ticket kernel takes any shape; the cluster kernel (sm_90+,
-// short heads) must match the reference bit for bit where it applies and refuse elsewhere.
 TEST_P(GpuQuant, BitIdenticalToReference) {
-  const QuantCase& c = std::get<0>(GetParam());
+  const QuantCase& c = GetParam();
   // (Below sm89 the quantizer encodes fp8 in software: the fp8 cases are checked there too.)
   if (c.large && quick_mode()) GTEST_SKIP() << "large case skipped in quick mode";
-  check_case(c, std::get<1>(GetParam()));
+  check_case(c);
 }
 
 using cpu::InputFamily;
@@ -194,25 +179,12 @@ const QuantCase kCases[] = {
     {"hnd_f16_many_items_per_cta_fp16", 4, 8, 2000, 128, DType::kF16, Layout::kHND,
      Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
      InputFamily::kGaussian, {}},
-    // Cluster kernel shapes: 9 blocks -> 5 CTAs of 2 (the last CTA's second block is past the
-    // padded length); hd64, 32 blocks -> 8 CTAs of 4 (the longest head it takes at hd64).
-    {"nhd_bf16_540_thread_fp8_smoothv", 3, 2, 540, 128, DType::kBF16, Layout::kNHD,
-     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOn, PvMode::kFp8,
-     InputFamily::kKChannelBias, {}},
-    {"hnd_f16_d64_2000_fp16", 2, 3, 2000, 64, DType::kF16, Layout::kHND, Granularity::kPerWarp,
-     Smoothing::kOn, Smoothing::kOff, PvMode::kFp16, InputFamily::kOutliers, {}},
     {"hnd_bf16_4097_fp8", 1, 2, 4097, 128, DType::kBF16, Layout::kHND, Granularity::kPerThread,
      Smoothing::kOn, Smoothing::kOn, PvMode::kFp8, InputFamily::kOutliers, {}, true},
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, GpuQuant,
-    ::testing::Combine(::testing::ValuesIn(kCases),
-                       ::testing::Values(quant::KvQuantPath::kTickets, quant::KvQuantPath::kCluster)),
-    [](const auto& info) {
-      return std::get<0>(info.param).name +
-             (std::get<1>(info.param) == quant::KvQuantPath::kCluster ? "_cluster" : "_tickets");
-    });
+INSTANTIATE_TEST_SUITE_P(Cases, GpuQuant, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace sageattn::test

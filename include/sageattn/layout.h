@@ -36,9 +36,15 @@ inline constexpr float kMinAmax = 1e-30f;
 // then the chunk sums are added in ascending chunk order, then divided by the token count. A
 // fixed order makes the GPU quantizers bit-identical to the CPU reference.
 inline constexpr int kMeanChunkTokens = 64;
-// fp16 P·V mode with bf16 V: each channel is scaled by a power of two 2^e so that its amax lands
-// in [2^(kFp16VTargetExp - 1), 2^kFp16VTargetExp). A power of two keeps every bf16 value exact
-// in fp16 (8 significant bits fit in 11) and fp32 block sums far from overflow.
+// fp16 P·V mode: a V channel whose amax lies in [2^kFp16VKeepMinExp, 2^kFp16VKeepMaxExp) is
+// converted unscaled (scale 1): every bf16 value of magnitude >= 2^-17 is exact in fp16 and a
+// smaller one is off by at most 2^-25 <= 2^-15 * amax. Any other channel with amax > 0 is scaled by
+// a power of two 2^e so that its amax lands in [2^(kFp16VTargetExp - 1), 2^kFp16VTargetExp): a
+// power of two keeps every bf16 value exact in fp16 (8 significant bits fit in 11) and fp32 block
+// sums far from overflow. Unscaled channels let the GPU quantizer convert V in the same pass that
+// reads it for the statistics (docs/NUMERICS.md §2).
+inline constexpr int kFp16VKeepMinExp = -10;
+inline constexpr int kFp16VKeepMaxExp = 15;
 inline constexpr int kFp16VTargetExp = 14;
 // fp8 MMA instructions (mma.sync m16n8k32, wgmma k32) reduce this many products per step; with
 // fp16 accumulation (fp8_fp16acc) the running sum is rounded to fp16 after each step.

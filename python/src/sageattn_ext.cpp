@@ -269,6 +269,8 @@ NB_MODULE(_C, m) {
   m.attr("MIN_AMAX") = sa::kMinAmax;
   m.attr("MEAN_CHUNK_TOKENS") = sa::kMeanChunkTokens;
   m.attr("FP16_V_TARGET_EXP") = sa::kFp16VTargetExp;
+  m.attr("FP16_V_KEEP_MIN_EXP") = sa::kFp16VKeepMinExp;
+  m.attr("FP16_V_KEEP_MAX_EXP") = sa::kFp16VKeepMaxExp;
   m.attr("FP8_MMA_K") = sa::kFp8MmaK;
   m.attr("MIN_HEAD_DIM") = sa::kMinHeadDim;
   m.attr("MAX_HEAD_DIM") = sa::kMaxHeadDim;

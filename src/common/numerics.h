@@ -1,7 +1,7 @@
 // src/common/numerics.h: bit-exact software conversions of the numeric contract.
 //
 // fp8 e4m3 ("fn": no inf, NaN = S.1111.111, max 448), fp16 and bf16 encode/decode with
-// round-to-nearest-even, and the symmetric int8 quantizer. These are the CPU reference's
+// round-to-nearest-even, the symmetric int8 quantizer and the fp16-mode V scale rule. These are the CPU reference's
 // definitions of the formats; tests/cpu/test_numerics.cpp proves them equal to CUDA's own
 // conversions (cuda_fp8.h / cuda_fp16.h / cuda_bf16.h) on every fp32 input, and
 // tests/gpu/ to the hardware cvt instructions. Usable from host and device code; no state.
@@ -12,6 +12,8 @@
 
 #include <cstdint>
 #include <cstring>
+
+#include "sageattn/layout.h"
 
 #if defined(__CUDACC__)
 #define SAGEATTN_HD __host__ __device__ __forceinline__
@@ -179,6 +181,28 @@ SAGEATTN_HD int8_t int8_quantize(float x, float inv_scale) {
   const float r = (y + magic) - magic;
 #endif
   return static_cast<int8_t>(static_cast<int>(r));
+}
+
+// ---------------------------------------------------------------- fp16 V scale
+// The exponent e of the fp16-mode V channel scale 2^e for a channel whose largest |v| is `amax`
+// (layout.h, kFp16VKeep* and kFp16VTargetExp): 0 when amax lies in [2^kFp16VKeepMinExp,
+// 2^kFp16VKeepMaxExp) or is not positive (an all-zero channel, an empty sequence's -inf, NaN);
+// otherwise the e that puts amax * 2^-e in [2^(kFp16VTargetExp - 1), 2^kFp16VTargetExp), clamped to
+// [-126, 127] (so that 2^e and 2^-e are normal floats; +inf counts as 2^128 and gives 115).
+SAGEATTN_HD int fp16_v_exponent(float amax) {
+  if (!(amax > 0.0f)) return 0;
+  const uint32_t u = float_bits(amax);  // sign bit 0
+  const int biased = static_cast<int>(u >> 23);
+  // x: amax in [2^(x-1), 2^x) (frexp's exponent).
+  int x = biased - 126;
+  if (biased == 0) {  // subnormal: amax = m * 2^-149 with m's highest set bit at position b
+    int b = 22;
+    while (((u >> b) & 1u) == 0u) --b;
+    x = b - 148;
+  }
+  if (x - 1 >= kFp16VKeepMinExp && x <= kFp16VKeepMaxExp) return 0;
+  const int e = x - kFp16VTargetExp;
+  return e < -126 ? -126 : e > 127 ? 127 : e;
 }
 
 }  // namespace sageattn::num

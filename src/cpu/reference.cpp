@@ -139,12 +139,7 @@ void quantize_v(const float* x, int64_t tokens, int64_t dim, PvMode mode, const 
       }
   } else if (mode == PvMode::kFp16) {
     for (int64_t d = 0; d < dim; ++d) {
-      int e = 0;
-      if (amax[d] > 0.0f) {
-        int x_exp = 0;
-        std::frexp(amax[d], &x_exp);  // amax in [2^(x_exp-1), 2^x_exp)
-        e = std::clamp(x_exp - kFp16VTargetExp, -126, 127);
-      }
+      const int e = num::fp16_v_exponent(amax[d]);
       scales[d] = std::ldexp(1.0f, e);
       inv[d] = std::ldexp(1.0f, -e);
     }

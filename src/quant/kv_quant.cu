@@ -15,6 +15,10 @@
 //                 stores), fp8 V transposed into [channel][token] (each thread builds 16
 //                 permuted codes of two channels in registers: two 16-byte stores) or fp16 V.
 // A block past a sequence's end is padding: its quantize item writes zeros and waits for nothing.
+// early_v (kv_quant.h; fp16 mode, V not smoothed, short heads): the stats item also writes the
+// block's V codes, unscaled; the quantize item loads only K, waits for the head's stats arrivals
+// (not the fold) and adds the K sums of the chunk records itself; the fold rewrites V only for a
+// head with a scaled channel. Measured: bench/NOTES.md section 12.
 //
 // Bytes at hd128, N = 1K, B = 32, H = 32 (bf16): K and V read once from DRAM (537 MB) if the
 // second read hits L2, int8 K + fp8 V written (268 MB); the chunk records (34 MB) are written,
@@ -25,7 +29,7 @@
 //   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
 //                      its neutral stats are written too)
 //   fold               s -> s + 1 (release)
-//   quantize items     wait for > chunks (acquire).
+//   quantize items     wait for > chunks (acquire); early_v: for >= chunks (the records).
 // All counters (and the ticket counter after them) are zeroed by kv_quantize before each launch
 // (one memset) and are not reset by the kernel.
 //
@@ -59,6 +63,7 @@ constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min
 constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity: 4)
 constexpr int kControlWords = 1;   // after the b * h_kv head counters: the ticket counter
 constexpr unsigned kSpinSleepNs = 128;
+constexpr int kEarlyVMaxBlocks = 32;  // early_v for heads of at most this many blocks (kv_quantize)
 
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
@@ -75,6 +80,10 @@ struct Shape {
   // (bench/NOTES.md section 10): hd64 gains 8%; hd128 loses (3 CTAs per SM instead of 4).
   static constexpr bool kPrefetch = kDp == 64;
   static constexpr int kBuffers = kPrefetch ? 2 : 1;
+  // early_v (kv_quant.h) is compiled for hd128 and hd256 only. At hd64 it measured slower than
+  // the two-pass V (bench/NOTES.md section 12), and its code alone costs the hd64 kernel (48
+  // registers) a spill.
+  static constexpr bool kEarlyV = kDp >= 128;
   // cp.async groups that may still be pending once the current item's tile has landed: the
   // next item's tile (one group, possibly empty, committed after the current one's).
   static constexpr int kYoungerGroups = kPrefetch ? 1 : 0;
@@ -177,13 +186,14 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
   return r;
 }
 
-// Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements). Channels >= d
-// and rows >= rows are not written (every reader masks them). Aligned: 16-byte cp.async (the
+// Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements); a null sk or
+// sv skips that tensor. Channels >= d and rows >= rows are not written (every reader masks them).
+// Aligned: 16-byte cp.async with the L2 policy l2_policy(k_evict_first / v_evict_first) (the
 // caller commits the group); otherwise 2-byte loads, visible after a barrier.
 template <int kDp>
 __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd, int64_t t0,
-                                          int rows, bool aligned, bool evict_first, uint16_t* sk,
-                                          uint16_t* sv) {
+                                          int rows, bool aligned, bool k_evict_first,
+                                          bool v_evict_first, uint16_t* sk, uint16_t* sv) {
   using S = Shape<kDp>;
   const int d = static_cast<int>(p.head_dim);
   const uint16_t* kg = static_cast<const uint16_t*>(p.k) +
@@ -197,7 +207,7 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
     // of kVecs): one pointer per tensor, stepped by kRowsPerPass rows.
     const int r0 = threadIdx.x / S::kVecs, c = (threadIdx.x % S::kVecs) * 8;
     if (c >= d) return;
-    const uint64_t pol = l2_policy(evict_first);
+    const uint64_t k_pol = l2_policy(k_evict_first), v_pol = l2_policy(v_evict_first);
     const uint16_t* kp = kg + r0 * p.k_stride_n + c;
     const uint16_t* vp = vg + r0 * p.v_stride_n + c;
     const int64_t k_step = S::kRowsPerPass * p.k_stride_n, v_step = S::kRowsPerPass * p.v_stride_n;
@@ -205,8 +215,8 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
     for (int j = 0; j < S::kPasses; ++j) {
       const int r = r0 + j * S::kRowsPerPass;
       if (r < rows) {
-        cp_async_16_policy(sk + r * kDp + c, kp, pol);
-        cp_async_16_policy(sv + r * kDp + c, vp, pol);
+        if (sk) cp_async_16_policy(sk + r * kDp + c, kp, k_pol);
+        if (sv) cp_async_16_policy(sv + r * kDp + c, vp, v_pol);
       }
       kp += k_step, vp += v_step;
     }
@@ -214,8 +224,8 @@ __device__ __forceinline__ void load_tile(const KvQuantParams& p, const Head& hd
     for (int i = threadIdx.x; i < S::kTileElems; i += kThreads) {
       const int r = i / kDp, c = i % kDp;
       if (r < rows && c < d) {
-        sk[r * kDp + c] = kg[r * p.k_stride_n + c];
-        sv[r * kDp + c] = vg[r * p.v_stride_n + c];
+        if (sk) sk[r * kDp + c] = kg[r * p.k_stride_n + c];
+        if (sv) sv[r * kDp + c] = vg[r * p.v_stride_n + c];
       }
     }
   }
@@ -247,15 +257,19 @@ __device__ __forceinline__ Ticket decode(const KvQuantParams& p, const KvQuantSc
   return r;
 }
 
-// Starts loading the tile of ticket tk into sk, sv when its item has one (a block with tokens;
-// the quantize pass reads evict-first) and commits one cp.async group, empty otherwise, so that
-// every ticket is exactly one group.
+// Starts loading the tile of ticket tk into sk, sv when its item has one (a block with tokens)
+// and commits one cp.async group, empty otherwise, so that every ticket is exactly one group.
+// Lines read for the last time are marked evict-first: K and V in the quantize pass; with
+// early_v, V in the stats pass (its fp16 codes are written there) and not at all in the quantize
+// pass.
 template <int kDp>
 __device__ __forceinline__ void issue_tile(const KvQuantParams& p, const Ticket& tk, bool aligned,
-                                           uint16_t* sk, uint16_t* sv) {
-  if (tk.valid && tk.blk < tk.hd.chunks)
-    load_tile<kDp>(p, tk.hd, int64_t(tk.blk) * kBlock, rows_of(tk.hd, tk.blk), aligned,
-                   !tk.it.stats, sk, sv);
+                                           bool early_v, uint16_t* sk, uint16_t* sv) {
+  if (tk.valid && tk.blk < tk.hd.chunks) {
+    const bool stats = tk.it.stats;
+    load_tile<kDp>(p, tk.hd, int64_t(tk.blk) * kBlock, rows_of(tk.hd, tk.blk), aligned, !stats,
+                   !stats || early_v, sk, stats || !early_v ? sv : nullptr);
+  }
   ptx::cp_async_commit();
 }
 
@@ -270,6 +284,37 @@ struct NextTicket {
     if (threadIdx.x == 0 && !taken) value = atomicAdd(counter, 1u), taken = true;
   }
 };
+
+// ------------------------------------------------------------------------------- fp16 V codes
+// fp16 V codes of block t0 (rows < `rows` hold tokens; the rest of the block and channels >= d get
+// 0) into the [np][dp] layout: (x - vm[c]) * vinv[c] in fp16, or x itself (exact: fp16(x * 1))
+// when vm and vinv are null, i.e. for unsmoothed channels kept unscaled (layout.h). Thread = 8
+// channels (one 16-byte vector) of rows r0 + j * kRowsPerPass, as for K.
+template <bool kBf16, int kDp>
+__device__ __forceinline__ void write_v_fp16(const KvQuantParams& p, int64_t bh, int64_t t0,
+                                             int rows, const uint16_t* sv, const float* vm,
+                                             const float* vinv) {
+  using S = Shape<kDp>;
+  const int c0 = (threadIdx.x % S::kVecs) * 8, r0 = threadIdx.x / S::kVecs;
+  const bool col_ok = c0 < p.head_dim;
+  uint16_t* v_dst = static_cast<uint16_t*>(p.v_codes) + (bh * p.seqlen_k_padded + t0) * kDp + c0;
+#pragma unroll
+  for (int j = 0; j < S::kPasses; ++j) {
+    const int r = r0 + j * S::kRowsPerPass;
+    uint32_t w[4] = {0u, 0u, 0u, 0u};
+    if (r < rows && col_ok) {
+      float x[8];
+      widen8<kBf16>(*reinterpret_cast<const uint4*>(sv + r * kDp + c0), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const uint32_t code = vm ? dev::fp16_code(__fsub_rn(x[e], vm[c0 + e]), vinv[c0 + e])
+                                 : __half_as_ushort(__float2half_rn(x[e]));
+        w[e / 2] |= code << (16 * (e % 2));
+      }
+    }
+    __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(r) * kDp), make_uint4(w[0], w[1], w[2], w[3]));
+  }
+}
 
 // ---------------------------------------------------------------------------------- stats item
 // Chunk record of one block: a thread owns kCpt channels of K or of V and adds the block's rows
@@ -332,8 +377,12 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
 // reference does, publish them. `buf` is the tile buffer (free now). The records stream through
 // two shared-memory batches of kFoldBatch chunks (cp.async, one batch in flight while the other
 // is added). Chain e = field * kDp + channel: a thread owns kRecord / kThreads chains.
-template <int kDp>
-__device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, float* buf) {
+// early_v: the stats items wrote the head's fp16 V codes unscaled; if some channel is scaled
+// after all (e != 0, a rare amax), the fold rewrites the head's V here, from a third read of V.
+// The K sums stay in L2 (not discarded): the quantize items fold the K mean from them themselves.
+template <bool kBf16, int kDp>
+__device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, bool aligned,
+                          bool early_v, float* buf, float* s_vm, float* s_vinv) {
   using S = Shape<kDp>;
   constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / kThreads;
   const int d = static_cast<int>(p.head_dim), n = static_cast<int>(hd.chunks);
@@ -372,9 +421,11 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     // drop their dirty L2 lines instead of writing them back to DRAM (2 KB per block at hd128,
     // 4% of the DRAM traffic).
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
+    const int first_line = early_v ? kLines / kPartialFields : 0;  // early_v: K sums stay
     for (int l = threadIdx.x; l < kBatch * kLines; l += kThreads) {
       const int chunk = batch * kBatch + l / kLines;
-      if (chunk < n) discard_l2_line(src + int64_t(chunk) * kRecord + (l % kLines) * 32);
+      if (chunk < n && l % kLines >= first_line)
+        discard_l2_line(src + int64_t(chunk) * kRecord + (l % kLines) * 32);
     }
     const float* rec0 = buf + (batch & 1) * kBatch * kRecord;
     const int m = min(kBatch, n - batch * kBatch);
@@ -397,6 +448,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
   __syncthreads();
 
   const int c = threadIdx.x;
+  bool scaled = false;  // an fp16-mode channel with e != 0 (s_vinv != 1)
   if (c < kDp) {
     float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
     if (c < d) {
@@ -410,12 +462,8 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
       // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
       const float amax = fmaxf(__fsub_rn(vmax, vm), __fsub_rn(vm, vmin));
       if (p.pv_mode == PvMode::kFp16) {
-        int e = 0;
-        if (amax > 0.0f) {
-          int x_exp = 0;
-          frexpf(amax, &x_exp);
-          e = min(max(x_exp - kFp16VTargetExp, -126), 127);
-        }
+        const int e = num::fp16_v_exponent(amax);
+        scaled = e != 0;
         scale = ldexpf(1.0f, e);
         inv = ldexpf(1.0f, -e);
       } else {
@@ -430,8 +478,23 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     p.v_mean[o] = vm;
     p.v_scales[o] = scale;
     p.v_inv[o] = inv;
+    s_vm[c] = vm;
+    s_vinv[c] = inv;
   }
-  __syncthreads();  // every stat is stored before thread 0 releases them
+  // Every stat is stored (and s_vm, s_vinv are visible) before thread 0 releases them.
+  if (__syncthreads_or(scaled) && early_v) {
+    // Ordered after the stats items' unscaled stores: thread 0 acquired their arrivals.
+    uint16_t* const sv = reinterpret_cast<uint16_t*>(buf);
+    for (uint32_t b = 0; b < hd.chunks; ++b) {
+      const int rows = rows_of(hd, b);
+      load_tile<kDp>(p, hd, int64_t(b) * kBlock, rows, aligned, false, true, nullptr, sv);
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<0>();
+      __syncthreads();
+      write_v_fp16<kBf16, kDp>(p, hd.bh, int64_t(b) * kBlock, rows, sv, s_vm, s_vinv);
+      __syncthreads();
+    }
+  }
   if (threadIdx.x == 0) {
     cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
     word.fetch_add(1u, cuda::memory_order_release);
@@ -439,10 +502,14 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
 }
 
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile).
+// early_v: also writes the block's fp16 V codes unscaled (first, so that the stores have drained
+// by the arrival's release), before the arrival, so that the fold's rewrite of a head with a
+// scaled channel is ordered after them.
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
-                                           const Head& hd, uint32_t blk, uint16_t* sk,
-                                           uint16_t* sv, int* s_last, NextTicket& next) {
+                                           const Head& hd, uint32_t blk, bool aligned,
+                                           bool early_v, uint16_t* sk, uint16_t* sv, int* s_last,
+                                           float* s_vm, float* s_vinv, NextTicket& next) {
   using S = Shape<kDp>;
   const uint32_t arrivals = max(hd.chunks, 1u);
   if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
@@ -451,6 +518,8 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     ptx::cp_async_wait<S::kYoungerGroups>();
     __syncthreads();
     next.take();
+    if (early_v)
+      write_v_fp16<kBf16, kDp>(p, hd.bh, int64_t(blk) * kBlock, rows, sv, nullptr, nullptr);
     block_stats<kBf16, kDp>(p, rows, sk, sv,
                             p.partials + (hd.bh * int64_t(s.blocks) + blk) * S::kRecord);
   }
@@ -460,14 +529,17 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == arrivals - 1;
   }
   __syncthreads();
-  if (*s_last) fold_head<kDp>(p, hd, s.blocks, reinterpret_cast<float*>(sk));
+  if (*s_last)
+    fold_head<kBf16, kDp>(p, hd, s.blocks, aligned, early_v, reinterpret_cast<float*>(sk), s_vm,
+                          s_vinv);
 }
 
 // ------------------------------------------------------------------------------- quantize item
-// Thread 0: wait until the head's stats are published.
-__device__ __forceinline__ void wait_for_stats(uint32_t* counter, uint32_t chunks) {
+// Thread 0: wait until the head's counter reaches `target` (acquire): chunks + 1 for the
+// published stats, chunks for the stats items' arrivals alone (early_v: the chunk records).
+__device__ __forceinline__ void wait_for_counter(uint32_t* counter, uint32_t target) {
   cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*counter);
-  while (word.load(cuda::memory_order_acquire) <= chunks) __nanosleep(kSpinSleepNs);
+  while (word.load(cuda::memory_order_acquire) < target) __nanosleep(kSpinSleepNs);
 }
 
 // A block past the sequence's end: zero codes; the K scale of block 0 of an empty sequence is
@@ -496,20 +568,47 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
 }
 
 // Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
+// early_v: only K (its tile alone was loaded; the stats items and the fold wrote V), and the head's
+// chunk records are all written but not yet folded: the K mean is folded here from their K sums,
+// with the fold's additions in the fold's order (bit-identical to k_mean).
 template <bool kBf16, int kDp>
-__device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blk, int rows,
-                               const uint16_t* sk, const uint16_t* sv, float* s_amax, float* s_km,
-                               float* s_vm, float* s_vinv, NextTicket& next) {
+__device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blocks,
+                               uint32_t blk, int rows, bool early_v, const uint16_t* sk,
+                               const uint16_t* sv, float* s_amax, float* s_km, float* s_vm,
+                               float* s_vinv, NextTicket& next) {
   using S = Shape<kDp>;
   const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock, bh = hd.bh;
 
-  // Head stats -> shared memory (L2 loads: written by another CTA during this launch), overlapped
+  // Head stats -> shared memory (L2 loads: written by other CTAs during this launch), overlapped
   // with the tile's arrival.
-  for (int c = tid; c < kDp; c += kThreads) {
-    s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
-    s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
-    s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+  if (early_v) {
+    if (tid < kDp) {
+      float km = 0.0f;
+      if (tid < d && p.smooth_k == Smoothing::kOn) {  // blk < chunks: len > 0
+        const float* src = p.partials + bh * int64_t(blocks) * S::kRecord + tid;  // K sums
+        const int n = static_cast<int>(hd.chunks);
+        float acc = 0.0f;
+        constexpr int kLoads = kDp == 64 ? 8 : 16;  // records in flight per thread (hd64: 48 regs)
+        for (int base = 0; base < n; base += kLoads) {
+          float x[kLoads];
+#pragma unroll
+          for (int j = 0; j < kLoads; ++j)
+            x[j] = base + j < n ? __ldcg(src + int64_t(base + j) * S::kRecord) : 0.0f;
+#pragma unroll
+          for (int j = 0; j < kLoads; ++j)
+            if (base + j < n) acc = __fadd_rn(acc, x[j]);
+        }
+        km = __fdiv_rn(acc, static_cast<float>(hd.len));
+      }
+      s_km[tid] = km;
+    }
+  } else {
+    for (int c = tid; c < kDp; c += kThreads) {
+      s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
+      s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
+      s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+    }
   }
   ptx::cp_async_wait<S::kYoungerGroups>();
   __syncthreads();  // tile and stats visible to the block
@@ -570,25 +669,9 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
     p.k_scales[(bh * (np / kBlock) + blk) * kg.count + tid] =
         __fdiv_rn(fmaxf(s_amax[tid], kMinAmax), kInt8Max);
 
-  if (p.pv_mode == PvMode::kFp16) {
-    // ---- V, fp16: same [np][dp] layout and thread mapping as K.
-    uint16_t* v_dst = static_cast<uint16_t*>(p.v_codes) + (bh * np + t0) * kDp + c0;
-#pragma unroll
-    for (int j = 0; j < S::kPasses; ++j) {
-      const int r = r0 + j * S::kRowsPerPass;
-      uint32_t w[4] = {0u, 0u, 0u, 0u};
-      if (r < rows && col_ok) {
-        float x[8];
-        widen8<kBf16>(*reinterpret_cast<const uint4*>(sv + r * kDp + c0), x);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t code = dev::fp16_code(__fsub_rn(x[e], s_vm[c0 + e]), s_vinv[c0 + e]);
-          w[e / 2] |= code << (16 * (e % 2));
-        }
-      }
-      __stcs(reinterpret_cast<uint4*>(v_dst + int64_t(r) * kDp),
-             make_uint4(w[0], w[1], w[2], w[3]));
-    }
+  if (early_v) return;
+  if (p.pv_mode == PvMode::kFp16) {  // ---- V, fp16: same [np][dp] layout and thread mapping as K
+    write_v_fp16<kBf16, kDp>(p, bh, t0, rows, sv, s_vm, s_vinv);
     return;
   }
 
@@ -634,27 +717,30 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not
 // depend on the stats, so they load before the wait for them.
 template <bool kBf16, int kDp>
-__device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd, uint32_t blk,
-                                              uint16_t* sk, uint16_t* sv, float* s_amax,
-                                              float* s_km, float* s_vm, float* s_vinv,
-                                              NextTicket& next) {
+__device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd,
+                                              uint32_t blocks, uint32_t blk, bool early_v,
+                                              const uint16_t* sk, const uint16_t* sv,
+                                              float* s_amax, float* s_km, float* s_vm,
+                                              float* s_vinv, NextTicket& next) {
   if (blk >= hd.chunks) {
     write_padding<kDp>(p, hd, blk);
     return;
   }
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
-  if (threadIdx.x == 0) wait_for_stats(p.counters + hd.bh, hd.chunks);
-  __syncthreads();  // the stats are published (thread 0 acquired them); s_amax is zeroed
-  quantize_block<kBf16, kDp>(p, hd, blk, rows, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
+  if (threadIdx.x == 0) wait_for_counter(p.counters + hd.bh, hd.chunks + (early_v ? 0u : 1u));
+  __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed
+  quantize_block<kBf16, kDp>(p, hd, blocks, blk, rows, early_v, sk, sv, s_amax, s_km, s_vm,
+                             s_vinv, next);
 }
 
 // ------------------------------------------------------------------------------------- kernel
 template <bool kBf16, int kDp>
 __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     kv_quant_kernel(const __grid_constant__ KvQuantParams p, const KvQuantSchedule s,
-                    bool aligned) {
+                    bool aligned, bool early_v_arg) {
   using S = Shape<kDp>;
+  const bool early_v = S::kEarlyV && early_v_arg;
   extern __shared__ __align__(16) uint8_t smem[];
   uint16_t* const tiles = reinterpret_cast<uint16_t*>(smem);  // kBuffers x [K tile, V tile]
   __shared__ __align__(16) float s_km[kDp];
@@ -673,7 +759,8 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     for (int i = 0; i < S::kBuffers; ++i) s_ticket[i] = atomicAdd(ticket_counter, 1u);
   __syncthreads();
   uint32_t cur = s_ticket[0], nxt = s_ticket[S::kBuffers - 1];
-  if (S::kPrefetch) issue_tile<kDp>(p, decode(p, s, cur), aligned, tile_k(0), tile_k(0) + S::kTileElems);
+  if (S::kPrefetch)
+    issue_tile<kDp>(p, decode(p, s, cur), aligned, early_v, tile_k(0), tile_k(0) + S::kTileElems);
   __syncthreads();  // s_ticket is read before iteration 0 writes it
   NextTicket next{ticket_counter, 0u, false};
   for (uint32_t iter = 0; cur < s.tickets(); ++iter) {
@@ -683,13 +770,17 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     const Ticket tk = decode(p, s, cur);
     if (S::kPrefetch) {  // the next item's tile into the other buffer (freed by the last barrier)
       uint16_t* const other = tile_k(buf ^ 1u);
-      issue_tile<kDp>(p, decode(p, s, nxt), aligned, other, other + S::kTileElems);
+      issue_tile<kDp>(p, decode(p, s, nxt), aligned, early_v, other, other + S::kTileElems);
     } else {
-      issue_tile<kDp>(p, tk, aligned, sk, sv);
+      issue_tile<kDp>(p, tk, aligned, early_v, sk, sv);
     }
     next.taken = false;
-    if (tk.it.stats) stats_item<kBf16, kDp>(p, s, tk.hd, tk.blk, sk, sv, &s_last, next);
-    else quantize_item<kBf16, kDp>(p, tk.hd, tk.blk, sk, sv, s_amax, s_km, s_vm, s_vinv, next);
+    if (tk.it.stats)
+      stats_item<kBf16, kDp>(p, s, tk.hd, tk.blk, aligned, early_v, sk, sv, &s_last, s_vm, s_vinv,
+                             next);
+    else
+      quantize_item<kBf16, kDp>(p, tk.hd, s.blocks, tk.blk, early_v, sk, sv, s_amax, s_km, s_vm,
+                                s_vinv, next);
     next.take();  // items without a tile (padding, empty arrivals) take it here
     // s_ticket[parity]: its previous value was read before the previous iteration's barrier.
     if (threadIdx.x == 0) s_ticket[iter & 1u] = next.value;
@@ -757,7 +848,7 @@ int64_t choose_lead(bool prefetch, int64_t blocks, int64_t grid, int64_t items) 
 }
 
 template <bool kBf16, int kDp>
-void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
+void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t stream) {
   using S = Shape<kDp>;
   const auto kernel = &kv_quant_kernel<kBf16, kDp>;
   constexpr int kSmem = S::kBuffers * S::kSmemBytes;
@@ -791,7 +882,7 @@ void launch(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   SAGEATTN_CUDA_CHECK(
       cudaMemsetAsync(p.counters, 0, (heads + kControlWords) * sizeof(uint32_t), stream));
   kv_quant_kernel<kBf16, kDp>
-      <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned);
+      <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned, early_v);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }
 
@@ -840,14 +931,24 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
                        (reinterpret_cast<uintptr_t>(p.v) % 16 == 0) && p.k_stride_b % 8 == 0 &&
                        p.k_stride_h % 8 == 0 && p.k_stride_n % 8 == 0 && p.v_stride_b % 8 == 0 &&
                        p.v_stride_h % 8 == 0 && p.v_stride_n % 8 == 0;
+  // Short heads in fp16 mode without V smoothing (early_v): the stats items convert V (most
+  // channels are kept unscaled, layout.h, so the conversion needs no head statistics and V is read
+  // once) and the quantize items fold their K mean from the chunk records (which costs a read of
+  // blocks x 4 * dp bytes per item, hence the cap).
+  const bool early_v = dp >= 128 && p.pv_mode == PvMode::kFp16 && p.smooth_v == Smoothing::kOff &&
+                       p.seqlen_k_padded / kBlock <=
+                           env_positive("SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS", kEarlyVMaxBlocks);
   const bool bf16 = p.dtype == DType::kBF16;
   switch (dp) {
     case 64:
-      return bf16 ? launch<true, 64>(p, aligned, stream) : launch<false, 64>(p, aligned, stream);
+      return bf16 ? launch<true, 64>(p, aligned, early_v, stream)
+                  : launch<false, 64>(p, aligned, early_v, stream);
     case 128:
-      return bf16 ? launch<true, 128>(p, aligned, stream) : launch<false, 128>(p, aligned, stream);
+      return bf16 ? launch<true, 128>(p, aligned, early_v, stream)
+                  : launch<false, 128>(p, aligned, early_v, stream);
     default:
-      return bf16 ? launch<true, 256>(p, aligned, stream) : launch<false, 256>(p, aligned, stream);
+      return bf16 ? launch<true, 256>(p, aligned, early_v, stream)
+                  : launch<false, 256>(p, aligned, early_v, stream);
   }
 }
 

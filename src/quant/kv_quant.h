@@ -11,6 +11,12 @@
 //             permuted within 32-token chunks for the mma.m16n8k32 A/B fragments) or fp16. Handed
 //             out a fixed number of items after the stats item of the same block, so that its
 //             second read of K and V hits L2; it waits (acquire) for its head's stats.
+// early_v (fp16 mode, V not smoothed, head dim padded to 128 or 256, at most 32 blocks per head;
+// measured slower at hd64, bench/NOTES.md section 12): nearly every channel keeps
+// scale 1 (docs/NUMERICS.md §2), so the stats item writes the block's fp16 V codes unscaled and
+// the quantize item handles K alone (V is read once), folding its K mean itself from the head's
+// chunk records once every stats item has arrived (no wait for the fold). A head with a scaled
+// channel has its V rewritten by its fold.
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.
@@ -21,6 +27,8 @@
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
 //                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
 //                                  buffers, + 4 * blocks per head)
+//   SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS  early_v for heads of at most this many blocks
+//                                  (default 32; 1 turns it off for every head longer than 64)
 #pragma once
 
 #include <cstddef>

@@ -14,6 +14,7 @@
 //    fused or double-precision product).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfenv>
 #include <cmath>
 #include <cstdint>
@@ -523,6 +524,53 @@ TEST(Int8Quantize, ProductIsRoundedOnceInFp32) {
     }
   }
   EXPECT_GE(sensitive, 50) << "the search should find inputs that tell the two apart";
+}
+
+// ---------------------------------------------------------------- fp16-mode V scale exponent
+// The rule of layout.h: 0 inside [2^kFp16VKeepMinExp, 2^kFp16VKeepMaxExp) and for amax <= 0 / NaN;
+// elsewhere the exponent that puts amax * 2^-e in [2^13, 2^14), clamped to [-126, 127].
+TEST(Fp16VExponent, KeepRangeBoundariesAndSpecials) {
+  const float kInf = std::numeric_limits<float>::infinity();
+  const float lo = std::ldexp(1.0f, sageattn::kFp16VKeepMinExp);
+  const float hi = std::ldexp(1.0f, sageattn::kFp16VKeepMaxExp);
+  EXPECT_EQ(fp16_v_exponent(lo), 0);
+  EXPECT_EQ(fp16_v_exponent(std::nextafter(lo, 0.0f)), -24);  // amax in [2^-11, 2^-10)
+  EXPECT_EQ(fp16_v_exponent(std::nextafter(hi, 0.0f)), 0);
+  EXPECT_EQ(fp16_v_exponent(hi), 2);  // 2^15 * 2^-2 = 2^13
+  EXPECT_EQ(fp16_v_exponent(1.0f), 0);
+  EXPECT_EQ(fp16_v_exponent(0.0f), 0);
+  EXPECT_EQ(fp16_v_exponent(-0.0f), 0);
+  EXPECT_EQ(fp16_v_exponent(-1e9f), 0);
+  EXPECT_EQ(fp16_v_exponent(-kInf), 0);  // an empty sequence's amax
+  EXPECT_EQ(fp16_v_exponent(std::numeric_limits<float>::quiet_NaN()), 0);
+  EXPECT_EQ(fp16_v_exponent(kInf), 129 - 14);  // its exponent field read as 2^128
+  EXPECT_EQ(fp16_v_exponent(std::numeric_limits<float>::max()), 128 - 14);
+  EXPECT_EQ(fp16_v_exponent(std::numeric_limits<float>::denorm_min()), -126);  // -162 clamped
+  EXPECT_EQ(fp16_v_exponent(std::ldexp(1.0f, -112)), -125);  // amax 2^-112: 2^-112 * 2^125 = 2^13
+}
+
+// Outside the keep range the exponent is frexp's minus kFp16VTargetExp, for normal and subnormal
+// amax alike (the bit arithmetic against the library's frexp).
+TEST(Fp16VExponent, EqualsFrexpOutsideTheKeepRange) {
+  std::mt19937 gen(7);
+  std::uniform_int_distribution<uint32_t> bits(1u, 0x7F7FFFFFu);  // positive finite floats
+  int outside = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const float a = bits_float(bits(gen));
+    int x = 0;
+    std::frexp(a, &x);
+    const bool keep = a >= std::ldexp(1.0f, sageattn::kFp16VKeepMinExp) &&
+                      a < std::ldexp(1.0f, sageattn::kFp16VKeepMaxExp);
+    const int want = keep ? 0 : std::clamp(x - sageattn::kFp16VTargetExp, -126, 127);
+    outside += keep ? 0 : 1;
+    ASSERT_EQ(fp16_v_exponent(a), want) << "amax " << a << " (" << hex(float_bits(a)) << ")";
+  }
+  EXPECT_GT(outside, 100000);
+  for (uint32_t u = 1; u < (1u << 23); u = u * 3 + 1) {  // subnormals
+    int x = 0;
+    std::frexp(bits_float(u), &x);
+    ASSERT_EQ(fp16_v_exponent(bits_float(u)), std::clamp(x - 14, -126, 127)) << hex(u);
+  }
 }
 
 }  // namespace

@@ -481,36 +481,64 @@ TEST(QuantizeVTest, Fp8Fp16AccScalesCodesAndRange) {
   check_fp8_mode(PvMode::kFp8Fp16Acc, r);
 }
 
-// fp16 mode: scale_c = 2^e with amax_c / 2^e in [2^13, 2^14), 1 for an all-zero channel;
-// value = fp16(x / 2^e). A power of two makes every bf16 input exact: value * scale == x.
+// fp16 mode: scale_c = 1 for an all-zero channel and for amax_c in [2^-10, 2^15) (layout.h's keep
+// range), else 2^e with amax_c / 2^e in [2^13, 2^14); value = fp16(x / scale_c). A power of two
+// makes every bf16 input exact (value * scale == x), except unscaled values below 2^-17 (fp16
+// subnormals), which are within half a subnormal step 2^-25.
 TEST(QuantizeVTest, Fp16ScalesArePowersOfTwoAndReproduceBf16Exactly) {
   const int64_t tokens = 200, dim = 64;
-  const std::vector<float> x = test::round_to(DType::kBF16, v_data(tokens, dim, 31));
+  std::vector<float> x = test::round_to(DType::kBF16, v_data(tokens, dim, 31));
+  const float keep_lo = std::ldexp(1.0f, kFp16VKeepMinExp);
+  const float keep_hi = std::ldexp(1.0f, kFp16VKeepMaxExp);
+  // A bf16 value below 2^-17 that fp16 cannot hold exactly (bits down to 2^-27), in the first
+  // unscaled channel.
+  {
+    const std::vector<float> a = channel_amax(x, tokens, dim);
+    int64_t d = 0;
+    while (d < dim && !(a[d] >= keep_lo && a[d] < keep_hi)) ++d;
+    ASSERT_LT(d, dim) << "no channel in the keep range";
+    x[11 * dim + d] = 0x1.22p-20f;
+  }
   const VResult r = run_v(x, tokens, dim, PvMode::kFp16);
   const std::vector<float> amax = channel_amax(x, tokens, dim);
+  int kept = 0, scaled = 0;
   for (int64_t d = 0; d < dim; ++d) {
     int e = 0;
     ASSERT_EQ(std::frexp(r.scales[d], &e), 0.5f) << "not a power of two: channel " << d;
-    if (amax[d] == 0.0f) {
-      EXPECT_EQ(r.scales[d], 1.0f);
+    if (amax[d] == 0.0f || (amax[d] >= keep_lo && amax[d] < keep_hi)) {
+      EXPECT_EQ(r.scales[d], 1.0f) << "channel " << d << " amax " << amax[d];
+      kept += amax[d] > 0.0f;
       continue;
     }
+    ++scaled;
     const double ratio = static_cast<double>(amax[d]) / r.scales[d];
     EXPECT_GE(ratio, 8192.0) << "channel " << d;
     EXPECT_LT(ratio, 16384.0) << "channel " << d;
   }
+  // The data covers both sides of the rule (magnitudes 2^-12 .. 2^12, channel 5 at 1e4 x).
+  EXPECT_GT(kept, 10);
+  EXPECT_GE(scaled, 2);
+  int tiny = 0, inexact = 0;
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t d = 0; d < dim; ++d) {
       const int64_t i = t * dim + d;
-      ASSERT_EQ(f32_bits(r.values[i] * r.scales[d]), f32_bits(x[i])) << "t " << t << " d " << d;
       ASSERT_EQ(f32_bits(r.values[i]),
                 f32_bits(num::fp16_to_float(num::fp16_from_float(x[i] / r.scales[d]))));
-      ASSERT_LT(std::fabs(r.values[i]), 16384.0f);
+      ASSERT_LT(std::fabs(r.values[i]), r.scales[d] == 1.0f ? keep_hi : 16384.0f);
+      if (r.scales[d] == 1.0f && std::fabs(x[i]) < 0x1.0p-17f) {
+        ++tiny;
+        inexact += r.values[i] != x[i];
+        ASSERT_LE(std::fabs(r.values[i] - x[i]), 0x1.0p-25f) << "t " << t << " d " << d;
+      } else {
+        ASSERT_EQ(f32_bits(r.values[i] * r.scales[d]), f32_bits(x[i])) << "t " << t << " d " << d;
+      }
     }
+  EXPECT_GT(tiny, 0);
+  EXPECT_GT(inexact, 0) << "the planted 0x1.22p-20 must round in fp16";
 }
 
-// fp16 mode with fp32 inputs: reconstruction within fp16's relative precision 2^-11 (every value is
-// normal in fp16: amax lands in [2^13, 2^14) and the inputs span less than 2^25 per channel).
+// fp16 mode with fp32 inputs: reconstruction within fp16's relative precision 2^-11, or half a
+// subnormal step 2^-25 * scale for values below fp16's normal range.
 TEST(QuantizeVTest, Fp16ReconstructsFp32WithinHalfAnUlp) {
   const int64_t tokens = 200, dim = 64;
   const std::vector<float> x = v_data(tokens, dim, 41);

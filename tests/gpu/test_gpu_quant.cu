@@ -27,6 +27,9 @@ struct QuantCase {
   cpu::InputFamily family;
   std::vector<int32_t> varlen;  // sequence lengths (b sequences packed); empty = dense
   bool large = false;           // skipped in quick mode
+  // >= 0: in this KV head, V channel 5 is multiplied by 2^-16 and (bf16 only) channel 3 by 2^17,
+  // so that their amax leaves the fp16 mode's keep range (layout.h) and the head's V is scaled.
+  int v_scaled_head = -1;
 };
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -43,8 +46,17 @@ void check_case(const QuantCase& c) {
   }
   // Dense: [b, h, n, d] in the layout. Varlen: one packed "batch" of total tokens, NHD.
   const int64_t total = varlen ? cu[batch] : c.n;
-  const HostQkv in = HostQkv::make(c.family, varlen ? 1 : c.b, c.h, c.h, 1, total, c.d, c.dtype,
-                                   varlen ? Layout::kNHD : c.layout, 1234 + c.d);
+  HostQkv in = HostQkv::make(c.family, varlen ? 1 : c.b, c.h, c.h, 1, total, c.d, c.dtype,
+                             varlen ? Layout::kNHD : c.layout, 1234 + c.d);
+  if (c.v_scaled_head >= 0) {
+    for (int64_t bi = 0; bi < (varlen ? 1 : c.b); ++bi)
+      for (int64_t t = 0; t < total; ++t)
+        for (const int di : {3, 5}) {
+          const float gain = di == 5 ? 0x1.0p-16f : c.dtype == DType::kBF16 ? 0x1.0p17f : 1.0f;
+          uint16_t& x = in.v[in.offset(c.h, total, bi, c.v_scaled_head, t, di)];
+          x = HostQkv::encode(c.dtype, HostQkv::decode(c.dtype, x) * gain);
+        }
+  }
   DeviceBuffer k_dev = DeviceBuffer::from(in.k), v_dev = DeviceBuffer::from(in.v);
   DeviceBuffer cu_dev = DeviceBuffer::from(cu);
 
@@ -111,6 +123,10 @@ void check_case(const QuantCase& c) {
       std::vector<uint8_t> vc(len * c.d);
       cpu::quantize_int8(kx.data(), len, c.d, kg, 1.0f, kc.data(), ks.data());
       cpu::quantize_v(vx.data(), len, c.d, c.mode, kSm80Tiles, vvals.data(), vs.data(), fp8 ? vc.data() : nullptr);
+      if (hi == c.v_scaled_head && len > 0 && c.mode == PvMode::kFp16) {
+        // The case must reach the scaled-head path (fp16 codes rewritten after the stats).
+        EXPECT_NE(vs[5], 1.0f) << c.name << ": channel 5 of the scaled head kept scale 1";
+      }
 
       for (int64_t di = 0; di < dp; ++di) {
         const bool real = di < c.d;
@@ -181,6 +197,24 @@ const QuantCase kCases[] = {
      InputFamily::kGaussian, {}},
     {"hnd_bf16_4097_fp8", 1, 2, 4097, 128, DType::kBF16, Layout::kHND, Granularity::kPerThread,
      Smoothing::kOn, Smoothing::kOn, PvMode::kFp8, InputFamily::kOutliers, {}, true},
+    // fp16 mode without V smoothing, padded head dim >= 128, heads of at most 32 blocks (early_v;
+    // also the d96 and many-items cases above): the stats items write V unscaled and the quantize
+    // items fold their own K mean. Head 1 (0) has channels outside the keep range, so its fold
+    // rewrites V scaled (both sides of the range in bf16, the low side in fp16), while the other
+    // heads keep the early codes.
+    {"hnd_bf16_fp16_scaled_head", 2, 3, 1000, 128, DType::kBF16, Layout::kHND,
+     Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kGaussian, {}, false, 1},
+    {"varlen_f16_d96_fp16_scaled_head", 0, 2, 0, 96, DType::kF16, Layout::kNHD,
+     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kOutliers, {300, 0, 129}, false, 0},
+    // The same with 40 blocks per head, and at hd64: the two-pass V path, scaled channels included.
+    {"hnd_bf16_2500_fp16_scaled_head", 1, 2, 2500, 128, DType::kBF16, Layout::kHND,
+     Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kGaussian, {}, false, 0},
+    {"nhd_bf16_d64_fp16_scaled_head", 2, 2, 200, 64, DType::kBF16, Layout::kNHD,
+     Granularity::kPerThread, Smoothing::kOff, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kKChannelBias, {}, false, 1},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuQuant, ::testing::ValuesIn(kCases),

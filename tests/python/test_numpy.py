@@ -320,6 +320,7 @@ def test_constants_equal_the_header():
         "kFp8E4M3Max": layout.FP8_E4M3_MAX, "kLog2Fp8E4M3Max": layout.LOG2_FP8_E4M3_MAX,
         "kFp16Max": layout.FP16_MAX, "kMinAmax": layout.MIN_AMAX,
         "kMeanChunkTokens": layout.MEAN_CHUNK_TOKENS, "kFp16VTargetExp": layout.FP16_V_TARGET_EXP,
+        "kFp16VKeepMinExp": layout.FP16_V_KEEP_MIN_EXP, "kFp16VKeepMaxExp": layout.FP16_V_KEEP_MAX_EXP,
         "kFp8MmaK": layout.FP8_MMA_K, "kMinHeadDim": layout.MIN_HEAD_DIM,
         "kMaxHeadDim": layout.MAX_HEAD_DIM, "kHeadDimMultiple": layout.HEAD_DIM_MULTIPLE,
     }

@@ -1,9 +1,9 @@
 // src/common/numerics.h: bit-exact software conversions of the numeric contract.
 //
 // fp8 e4m3 ("fn": no inf, NaN = S.1111.111, max 448), fp16 and bf16 encode/decode with
-// round-to-nearest-even, the symmetric int8 quantizer and the fp16-mode V scale rule. These are the CPU reference's
-// definitions of the formats; tests/cpu/test_numerics.cpp proves them equal to CUDA's own
-// conversions (cuda_fp8.h / cuda_fp16.h / cuda_bf16.h) on every fp32 input, and
+// round-to-nearest-even, the symmetric int8 quantizer and the fp16-mode V scale rule. These are
+// the CPU reference's definitions of the formats; tests/cpu/test_numerics.cpp proves them equal to
+// CUDA's own conversions (cuda_fp8.h / cuda_fp16.h / cuda_bf16.h) on every fp32 input, and
 // tests/gpu/ to the hardware cvt instructions. Usable from host and device code; no state.
 //
 // Invariants: no undefined behaviour for any input (NaN, inf, subnormals included); every

@@ -287,10 +287,10 @@ struct NextTicket {
 
 // ------------------------------------------------------------------------------- fp16 V codes
 // fp16 V codes of block t0 (rows < `rows` hold tokens; the rest of the block and channels >= d get
-// 0) into the [np][dp] layout: (x - vm[c]) * vinv[c] in fp16, or x itself (exact: fp16(x * 1))
-// when vm and vinv are null, i.e. for unsmoothed channels kept unscaled (layout.h). Thread = 8
+// 0) into the [np][dp] layout: (x - vm[c]) * vinv[c] in fp16 (kScaled), or x itself (exact:
+// fp16(x * 1)) for unsmoothed channels kept unscaled (layout.h; vm and vinv unused). Thread = 8
 // channels (one 16-byte vector) of rows r0 + j * kRowsPerPass, as for K.
-template <bool kBf16, int kDp>
+template <bool kBf16, int kDp, bool kScaled>
 __device__ __forceinline__ void write_v_fp16(const KvQuantParams& p, int64_t bh, int64_t t0,
                                              int rows, const uint16_t* sv, const float* vm,
                                              const float* vinv) {
@@ -307,8 +307,9 @@ __device__ __forceinline__ void write_v_fp16(const KvQuantParams& p, int64_t bh,
       widen8<kBf16>(*reinterpret_cast<const uint4*>(sv + r * kDp + c0), x);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        const uint32_t code = vm ? dev::fp16_code(__fsub_rn(x[e], vm[c0 + e]), vinv[c0 + e])
-                                 : __half_as_ushort(__float2half_rn(x[e]));
+        const uint32_t code = kScaled
+                                  ? dev::fp16_code(__fsub_rn(x[e], vm[c0 + e]), vinv[c0 + e])
+                                  : __half_as_ushort(__float2half_rn(x[e]));
         w[e / 2] |= code << (16 * (e % 2));
       }
     }
@@ -491,7 +492,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
       ptx::cp_async_commit();
       ptx::cp_async_wait<0>();
       __syncthreads();
-      write_v_fp16<kBf16, kDp>(p, hd.bh, int64_t(b) * kBlock, rows, sv, s_vm, s_vinv);
+      write_v_fp16<kBf16, kDp, true>(p, hd.bh, int64_t(b) * kBlock, rows, sv, s_vm, s_vinv);
       __syncthreads();
     }
   }
@@ -519,7 +520,8 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     __syncthreads();
     next.take();
     if (early_v)
-      write_v_fp16<kBf16, kDp>(p, hd.bh, int64_t(blk) * kBlock, rows, sv, nullptr, nullptr);
+      write_v_fp16<kBf16, kDp, false>(p, hd.bh, int64_t(blk) * kBlock, rows, sv, nullptr,
+                                      nullptr);
     block_stats<kBf16, kDp>(p, rows, sk, sv,
                             p.partials + (hd.bh * int64_t(s.blocks) + blk) * S::kRecord);
   }
@@ -671,7 +673,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
 
   if (early_v) return;
   if (p.pv_mode == PvMode::kFp16) {  // ---- V, fp16: same [np][dp] layout and thread mapping as K
-    write_v_fp16<kBf16, kDp>(p, bh, t0, rows, sv, s_vm, s_vinv);
+    write_v_fp16<kBf16, kDp, true>(p, bh, t0, rows, sv, s_vm, s_vinv);
     return;
   }
 

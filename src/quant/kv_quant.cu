@@ -18,7 +18,12 @@
 // early_v (kv_quant.h; fp16 mode, V not smoothed, short heads): the stats item also writes the
 // block's V codes, unscaled; the quantize item loads only K, waits for the head's stats arrivals
 // (not the fold) and adds the K sums of the chunk records itself; the fold rewrites V only for a
-// head with a scaled channel. Measured: bench/NOTES.md section 12.
+// head with a scaled channel. The stats item's arrival is deferred: thread 0 releases it at the
+// start of the CTA's next iteration, after that item's tile is issued, so that the release's
+// fence drains the stores while the tile is in flight instead of idling the CTA; the head's fold
+// is then done by its quantize item of block 0, after its K codes (nobody waits for it).
+// Deadlock freedom is kept: a deferred arrival is released before the CTA's next item can wait,
+// and after the loop. Measured: bench/NOTES.md section 12.
 //
 // Bytes at hd128, N = 1K, B = 32, H = 32 (bf16): K and V read once from DRAM (537 MB) if the
 // second read hits L2, int8 K + fp8 V written (268 MB); the chunk records (34 MB) are written,
@@ -29,7 +34,8 @@
 //   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
 //                      its neutral stats are written too)
 //   fold               s -> s + 1 (release)
-//   quantize items     wait for > chunks (acquire); early_v: for >= chunks (the records).
+//   quantize items     wait for > chunks (acquire); early_v: for >= chunks (the records), and
+//                      the head's quantize item of block 0 folds (chunks -> chunks + 1).
 // All counters (and the ticket counter after them) are zeroed by kv_quantize before each launch
 // (one memset) and are not reset by the kernel.
 //
@@ -510,7 +516,8 @@ template <bool kBf16, int kDp>
 __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
                                            const Head& hd, uint32_t blk, bool aligned,
                                            bool early_v, uint16_t* sk, uint16_t* sv, int* s_last,
-                                           float* s_vm, float* s_vinv, NextTicket& next) {
+                                           float* s_vm, float* s_vinv, uint32_t& pending,
+                                           NextTicket& next) {
   using S = Shape<kDp>;
   const uint32_t arrivals = max(hd.chunks, 1u);
   if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
@@ -524,6 +531,12 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
                                       nullptr);
     block_stats<kBf16, kDp>(p, rows, sk, sv,
                             p.partials + (hd.bh * int64_t(s.blocks) + blk) * S::kRecord);
+    if (early_v) {
+      // Deferred arrival: released by the main loop once the next tile is issued (the stores
+      // drain meanwhile); the head's quantize item of block 0 folds.
+      if (threadIdx.x == 0) pending = static_cast<uint32_t>(hd.bh);
+      return;
+    }
   }
   __syncthreads();  // the record is stored (and the tile no longer read)
   if (threadIdx.x == 0) {
@@ -535,6 +548,14 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     fold_head<kBf16, kDp>(p, hd, s.blocks, aligned, early_v, reinterpret_cast<float*>(sk), s_vm,
                           s_vinv);
 }
+
+// Thread 0: a deferred stats arrival on counter c (release: the loop's barrier ordered the
+// block's stores before it).
+__device__ __forceinline__ void release_arrival(uint32_t* c) {
+  cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*c);
+  word.fetch_add(1u, cuda::memory_order_release);
+}
+constexpr uint32_t kNoArrival = 0xFFFFFFFFu;
 
 // ------------------------------------------------------------------------------- quantize item
 // Thread 0: wait until the head's counter reaches `target` (acquire): chunks + 1 for the
@@ -720,8 +741,8 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
 // depend on the stats, so they load before the wait for them.
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head& hd,
-                                              uint32_t blocks, uint32_t blk, bool early_v,
-                                              const uint16_t* sk, const uint16_t* sv,
+                                              uint32_t blocks, uint32_t blk, bool aligned,
+                                              bool early_v, uint16_t* sk, const uint16_t* sv,
                                               float* s_amax, float* s_km, float* s_vm,
                                               float* s_vinv, NextTicket& next) {
   if (blk >= hd.chunks) {
@@ -734,6 +755,11 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed
   quantize_block<kBf16, kDp>(p, hd, blocks, blk, rows, early_v, sk, sv, s_amax, s_km, s_vm,
                              s_vinv, next);
+  if (early_v && blk == 0) {  // the head's fold (its stats items' arrivals are acquired)
+    __syncthreads();          // the K tile is no longer read: the fold stages records there
+    fold_head<kBf16, kDp>(p, hd, blocks, aligned, early_v, reinterpret_cast<float*>(sk), s_vm,
+                          s_vinv);
+  }
 }
 
 // ------------------------------------------------------------------------------------- kernel
@@ -765,6 +791,7 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     issue_tile<kDp>(p, decode(p, s, cur), aligned, early_v, tile_k(0), tile_k(0) + S::kTileElems);
   __syncthreads();  // s_ticket is read before iteration 0 writes it
   NextTicket next{ticket_counter, 0u, false};
+  uint32_t pending = kNoArrival;  // thread 0: the head of a deferred stats arrival (early_v)
   for (uint32_t iter = 0; cur < s.tickets(); ++iter) {
     const uint32_t buf = S::kPrefetch ? iter & 1u : 0u;
     uint16_t* const sk = tile_k(buf);
@@ -776,13 +803,17 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     } else {
       issue_tile<kDp>(p, tk, aligned, early_v, sk, sv);
     }
+    if (threadIdx.x == 0 && pending != kNoArrival) {
+      release_arrival(p.counters + pending);
+      pending = kNoArrival;
+    }
     next.taken = false;
     if (tk.it.stats)
       stats_item<kBf16, kDp>(p, s, tk.hd, tk.blk, aligned, early_v, sk, sv, &s_last, s_vm, s_vinv,
-                             next);
+                             pending, next);
     else
-      quantize_item<kBf16, kDp>(p, tk.hd, s.blocks, tk.blk, early_v, sk, sv, s_amax, s_km, s_vm,
-                                s_vinv, next);
+      quantize_item<kBf16, kDp>(p, tk.hd, s.blocks, tk.blk, aligned, early_v, sk, sv, s_amax,
+                                s_km, s_vm, s_vinv, next);
     next.take();  // items without a tile (padding, empty arrivals) take it here
     // s_ticket[parity]: its previous value was read before the previous iteration's barrier.
     if (threadIdx.x == 0) s_ticket[iter & 1u] = next.value;
@@ -791,6 +822,7 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     if (S::kPrefetch) cur = nxt, nxt = fetched;
     else cur = fetched;
   }
+  if (threadIdx.x == 0 && pending != kNoArrival) release_arrival(p.counters + pending);
 }
 
 // --------------------------------------------------------------------------------- host side

@@ -15,8 +15,9 @@
 // measured slower at hd64, bench/NOTES.md section 12): nearly every channel keeps
 // scale 1 (docs/NUMERICS.md §2), so the stats item writes the block's fp16 V codes unscaled and
 // the quantize item handles K alone (V is read once), folding its K mean itself from the head's
-// chunk records once every stats item has arrived (no wait for the fold). A head with a scaled
-// channel has its V rewritten by its fold.
+// chunk records once every stats item has arrived (no wait for the fold). The stats items' arrivals
+// are released one iteration late (kv_quant.cu) and the head's quantize item of block 0 folds. A
+// head with a scaled channel has its V rewritten by its fold.
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.

@@ -27,7 +27,9 @@
 // smallest unfinished ticket m: the CTA holding m is either processing it -- a stats item
 // finishes; a quantize item waits only on smaller tickets, all finished -- or holds m as its
 // prefetched next ticket while processing a smaller one, which contradicts m being the smallest
-// unfinished ticket. No co-residency of the grid is assumed.
+// unfinished ticket. No co-residency of the grid is assumed. (With early_v a stats item counts as
+// finished once its deferred arrival is released: at the start of its CTA's next iteration, which
+// waits for nothing before it, or after the CTA's last item.)
 #pragma once
 
 #include <cstdint>

@@ -968,8 +968,9 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
   // Short heads in fp16 mode without V smoothing (early_v): the stats items convert V (most
   // channels are kept unscaled, layout.h, so the conversion needs no head statistics and V is read
   // once) and the quantize items fold their K mean from the chunk records (which costs a read of
-  // blocks x 4 * dp bytes per item, hence the cap).
-  const bool early_v = dp >= 128 && p.pv_mode == PvMode::kFp16 && p.smooth_v == Smoothing::kOff &&
+  // blocks x 4 * dp bytes per item, hence the cap). The head dims it is compiled for:
+  // Shape::kEarlyV.
+  const bool early_v = p.pv_mode == PvMode::kFp16 && p.smooth_v == Smoothing::kOff &&
                        p.seqlen_k_padded / kBlock <=
                            env_positive("SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS", kEarlyVMaxBlocks);
   const bool bf16 = p.dtype == DType::kBF16;

@@ -191,7 +191,7 @@ const QuantCase kCases[] = {
     {"varlen_f16_d40_fp16", 0, 2, 0, 40, DType::kF16, Layout::kNHD, Granularity::kPerThread,
      Smoothing::kOn, Smoothing::kOff, PvMode::kFp16, InputFamily::kGaussian, {65, 64, 3}},
     // 32 heads x 32 blocks: 2048 tickets for a grid of a few hundred CTAs, so every CTA runs
-    // several items (both kinds, tiles prefetched into alternating buffers, spin waits).
+    // several items (both kinds, deferred arrivals, spin waits).
     {"hnd_f16_many_items_per_cta_fp16", 4, 8, 2000, 128, DType::kF16, Layout::kHND,
      Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
      InputFamily::kGaussian, {}},
@@ -208,6 +208,10 @@ const QuantCase kCases[] = {
     {"varlen_f16_d96_fp16_scaled_head", 0, 2, 0, 96, DType::kF16, Layout::kNHD,
      Granularity::kPerThread, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
      InputFamily::kOutliers, {300, 0, 129}, false, 0},
+    // early_v at padded head dim 256 (2 CTAs per SM), 11 blocks, channels 200-255 masked.
+    {"nhd_bf16_d200_fp16_scaled_head", 1, 2, 700, 200, DType::kBF16, Layout::kNHD,
+     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kOutliers, {}, false, 1},
     // The same with 40 blocks per head, and at hd64: the two-pass V path, scaled channels included.
     {"hnd_bf16_2500_fp16_scaled_head", 1, 2, 2500, 128, DType::kBF16, Layout::kHND,
      Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,

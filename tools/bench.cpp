@@ -217,8 +217,8 @@ void print_header(const Setup& s) {
     std::cout << format(
         "timing: median of %lld run(s) after %lld warm-up run(s), CUDA events on a non-default "
         "stream; e2e = device %s in and out with every quantization step; kernel = the "
-        "attention kernel alone; quant = the quantization kernels of those same runs, quant%% = "
-        "quant / (quant + kernel); %.4g GFLOP per run\n",
+        "attention kernel alone; quant = the quantization kernels of those same runs (which "
+        "alternate with the e2e runs), quant%% = quant / (quant + kernel); %.4g GFLOP per run\n",
         ll(s.iters), ll(s.warmup), dtype_name(p.dtype), p.flops() / 1e9);
   else
     std::cout << format(

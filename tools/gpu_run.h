@@ -4,7 +4,8 @@
 // non-default stream, timed with CUDA events: end to end (bf16/fp16 in, out, every quantization
 // step included). Kernel-only time comes from the same calls through the sm80 backend with an
 // event recorded between quantization and the attention kernel; the quantization kernels' own
-// time is measured in those same runs (an event before them). Accuracy is measured on the
+// time is measured in those same runs (an event before them). The split runs alternate with the
+// end-to-end runs, so that drift (clocks, temperature) hits both alike. Accuracy is measured on the
 // first query heads of batch 0 against exact float64 attention on the CPU (a full float64
 // reference of a GPU-sized problem would take minutes).
 #pragma once

@@ -612,7 +612,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
         const float* src = p.partials + bh * int64_t(blocks) * S::kRecord + tid;  // K sums
         const int n = static_cast<int>(hd.chunks);
         float acc = 0.0f;
-        constexpr int kLoads = kDp == 64 ? 8 : 16;  // records in flight per thread (hd64: 48 regs)
+        constexpr int kLoads = 16;  // records in flight per thread (early_v: hd128 and hd256 only)
         for (int base = 0; base < n; base += kLoads) {
           float x[kLoads];
 #pragma unroll

@@ -10,10 +10,12 @@
 // each sequence; the last block may be short). Inside a block, token t belongs to sub-group
 // (t / stride) % count. Group index = block_index * count + sub-group. This describes all three
 // granularities for the mma.sync fragment layouts:
-//   per-block  : {block_q or block_k, 1, 1}
-//   per-warp   : Q {warp_q, 1, 1};    K {block_k, 1, 1}
+//   per-block  : Q {block_q, 1, 1};   K {k_block, 1, 1}
+//   per-warp   : Q {warp_q, 1, 1};    K {k_block, 1, 1}
 //   per-thread : Q {warp_q, 1, 8}     (an m16n8 accumulator thread holds rows r with r % 8 == lane / 4)
-//                K {block_k, 2, 4}    (it holds columns c with (c % 8) / 2 == lane % 4)
+//                K {k_block, 2, 4}    (it holds columns c with (c % 8) / 2 == lane % 4)
+// The wgmma accumulator (sm90) spreads rows and columns over a warp's lanes exactly as m16n8 does,
+// so the same groups serve both kernel families.
 #pragma once
 
 #include <cstdint>
@@ -65,11 +67,14 @@ struct GroupSpec {
 };
 
 // Tile sizes of one kernel family. The online softmax advances block_k keys at a time, so the
-// reference that checks a kernel must use that kernel's block_k.
+// reference that checks a kernel must use that kernel's block_k. K is quantized in blocks of
+// k_block tokens (the GPU quantizer's work item); block_k is a multiple of it, so a softmax step
+// covers block_k / k_block K quantization blocks.
 struct TileConfig {
   int block_q;  // query rows per CTA
-  int block_k;  // keys per softmax step (and per K quantization block)
+  int block_k;  // keys per softmax step
   int warp_q;   // query rows per warp (per warpgroup-warp on sm90)
+  int k_block;  // tokens per K quantization block
 
   constexpr GroupSpec q_groups(Granularity g) const {
     switch (g) {
@@ -82,10 +87,10 @@ struct TileConfig {
   constexpr GroupSpec k_groups(Granularity g) const {
     switch (g) {
       case Granularity::kPerBlock:
-      case Granularity::kPerWarp: return {block_k, 1, 1};
-      case Granularity::kPerThread: return {block_k, 2, 4};
+      case Granularity::kPerWarp: return {k_block, 1, 1};
+      case Granularity::kPerThread: return {k_block, 2, 4};
     }
-    return {block_k, 1, 1};
+    return {k_block, 1, 1};
   }
   // fp8_fp16acc: V is scaled to [-r, r] with r chosen so one block's partial sum of P·V stays
   // below fp16's 65504 even when every P is 448: block_k * 448 * r <= 65504 (r = 2.25 at 64).
@@ -94,7 +99,10 @@ struct TileConfig {
 
 // The mma.sync kernel family (sm80/sm86/sm89/sm90 generic path). The CPU backend emulates these
 // tiles, so its quantized results are the ones the sm80 kernels must reproduce.
-inline constexpr TileConfig kSm80Tiles{128, 64, 32};
+inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
+// The warp-specialized wgmma kernels (sm90a): two consumer warpgroups of 64 rows, 128-key steps,
+// K groups of the shared quantizer's 64 tokens (two per step).
+inline constexpr TileConfig kSm90Tiles{128, 128, 16, 64};
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;
@@ -103,6 +111,10 @@ inline constexpr int kHeadDimMultiple = 8;
 
 static_assert(kSm80Tiles.block_q % kSm80Tiles.warp_q == 0, "warps must tile block_q");
 static_assert(kSm80Tiles.block_k % 8 == 0, "per-thread K groups need block_k % 8 == 0");
+static_assert(kSm80Tiles.k_block == kSm80Tiles.block_k && kSm90Tiles.k_block == kSm80Tiles.k_block,
+              "one K quantizer (64-token items) serves both kernel families");
+static_assert(kSm90Tiles.block_k % kSm90Tiles.k_block == 0 && kSm90Tiles.block_q % kSm90Tiles.warp_q == 0,
+              "sm90 steps hold whole K groups; warps tile block_q");
 static_assert(kSm80Tiles.block_k * kFp8E4M3Max * (2.25f * 64.0f / kSm80Tiles.block_k) <= kFp16Max,
               "fp8_fp16acc: one block's partial sum must fit fp16");
 

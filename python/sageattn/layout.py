@@ -12,7 +12,7 @@ from typing import Dict, NamedTuple
 from . import _C
 
 __all__ = [
-    "GroupSpec", "TileConfig", "TILES", "SM80_TILES",
+    "GroupSpec", "TileConfig", "TILES", "SM80_TILES", "SM90_TILES",
     "MIN_HEAD_DIM", "MAX_HEAD_DIM", "HEAD_DIM_MULTIPLE", "HOST_DEVICE", "MAX_DIMS",
     "LOG2E", "LN2", "INT8_MAX", "FP8_E4M3_MAX", "LOG2_FP8_E4M3_MAX", "FP16_MAX", "MIN_AMAX",
     "MEAN_CHUNK_TOKENS", "FP16_V_KEEP_MIN_EXP", "FP16_V_KEEP_MAX_EXP", "FP16_V_TARGET_EXP",
@@ -68,8 +68,9 @@ class TileConfig(NamedTuple):
     """Tile sizes of one kernel family (layout.h ``TileConfig``)."""
 
     block_q: int
-    block_k: int
+    block_k: int  # keys per softmax step
     warp_q: int
+    k_block: int  # tokens per K quantization block
     q_groups: Dict[str, GroupSpec]  # by granularity name: per_block, per_warp, per_thread
     k_groups: Dict[str, GroupSpec]
     fp16acc_v_range: float  # V range of the fp8_fp16acc mode
@@ -77,7 +78,7 @@ class TileConfig(NamedTuple):
 
 def _tile_config(d: dict) -> TileConfig:
     return TileConfig(
-        block_q=d["block_q"], block_k=d["block_k"], warp_q=d["warp_q"],
+        block_q=d["block_q"], block_k=d["block_k"], warp_q=d["warp_q"], k_block=d["k_block"],
         q_groups={g: GroupSpec(**s) for g, s in d["q_groups"].items()},
         k_groups={g: GroupSpec(**s) for g, s in d["k_groups"].items()},
         fp16acc_v_range=d["fp16acc_v_range"])
@@ -85,6 +86,7 @@ def _tile_config(d: dict) -> TileConfig:
 
 TILES: Dict[str, TileConfig] = {name: _tile_config(d) for name, d in _C.TILES.items()}
 SM80_TILES: TileConfig = TILES["sm80"]
+SM90_TILES: TileConfig = TILES["sm90"]
 GRANULARITIES = tuple(SM80_TILES.q_groups)
 
 

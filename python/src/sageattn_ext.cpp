@@ -211,6 +211,7 @@ nb::dict tile_config_dict(const sa::TileConfig& t) {
   d["block_q"] = t.block_q;
   d["block_k"] = t.block_k;
   d["warp_q"] = t.warp_q;
+  d["k_block"] = t.k_block;
   for (auto g : {sa::Granularity::kPerBlock, sa::Granularity::kPerWarp, sa::Granularity::kPerThread}) {
     q[sa::to_string(g)] = group_spec_dict(t.q_groups(g));
     k[sa::to_string(g)] = group_spec_dict(t.k_groups(g));
@@ -279,6 +280,7 @@ NB_MODULE(_C, m) {
   m.attr("MAX_DIMS") = sa::kMaxDims;
   nb::dict tiles;
   tiles["sm80"] = tile_config_dict(sa::kSm80Tiles);
+  tiles["sm90"] = tile_config_dict(sa::kSm90Tiles);
   m.attr("TILES") = tiles;
   m.def("num_groups", [](int block, int stride, int count, int64_t tokens) {
     return sa::GroupSpec{block, stride, count}.num_groups(tokens);

@@ -46,9 +46,9 @@ void store(void* base, DType dtype, int64_t off, float x) {
 
 }  // namespace
 
-void run_attention(const AttentionParams& p) {
+void run_attention(const AttentionParams& p, const TileConfig& tiles) {
   QuantConfig cfg;
-  cfg.tiles = kSm80Tiles;
+  cfg.tiles = tiles;
   cfg.pv_mode = p.pv_mode;
   cfg.granularity = p.granularity;
   cfg.smooth_k = p.smooth_k;

@@ -62,7 +62,7 @@ namespace sageattn::quant {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlock = kSm80Tiles.block_k;  // tokens per work item
+constexpr int kBlock = kSm80Tiles.k_block;  // tokens per work item (the K quantization block)
 static_assert(kBlock == kMeanChunkTokens,
               "a work item is one K quantization block and one mean chunk at once");
 constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min, V max
@@ -838,7 +838,7 @@ Sizes sizes(const KvQuantParams& p) {
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
   const std::size_t v_elem = p.pv_mode == PvMode::kFp16 ? 2 : 1;
   return {align256(bh * np * dp),
-          align256(bh * (np / p.tiles.block_k) * kg.count * sizeof(float)),
+          align256(bh * std::size_t(kg.num_groups(int64_t(np))) * sizeof(float)),
           align256(bh * dp * sizeof(float)),
           align256(bh * np * dp * v_elem),
           align256(bh * dp * sizeof(float)),
@@ -949,8 +949,8 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
   SAGEATTN_CHECK_CODE(p.head_dim > 0 && p.head_dim <= dp && p.head_dim % 8 == 0,
                       ErrorCode::kInternal, "kv_quantize: head_dim=", p.head_dim,
                       " with head_dim_padded=", dp);
-  SAGEATTN_CHECK_CODE(p.tiles.block_k == kBlock, ErrorCode::kInternal,
-                      "kv_quantize: block_k=", p.tiles.block_k, " has no instantiation");
+  SAGEATTN_CHECK_CODE(p.tiles.k_block == kBlock, ErrorCode::kInternal,
+                      "kv_quantize: k_block=", p.tiles.k_block, " has no instantiation");
   SAGEATTN_CHECK_CODE(p.seqlen_k_padded % kBlock == 0, ErrorCode::kInternal,
                       "kv_quantize: seqlen_k_padded=", p.seqlen_k_padded);
   const GroupSpec kg = p.tiles.k_groups(p.granularity);

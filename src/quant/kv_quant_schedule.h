@@ -2,7 +2,7 @@
 // out its work items. Pure integer arithmetic, usable from host and device code.
 //
 // Work items. Every (sequence b, KV head h) -- a "head", index bh = b * h_kv + h -- is cut into
-// `blocks` blocks of kBlock (= block_k = kMeanChunkTokens = 64) tokens, padding included. Each
+// `blocks` blocks of kBlock (= k_block = kMeanChunkTokens = 64) tokens, padding included. Each
 // block is two items:
 //   stats item    (bh, block): the fp32 chunk sums of K and V and the V min / max of the block's
 //                 tokens (its reads of K and V come from DRAM and leave the lines in L2);

@@ -307,9 +307,10 @@ def _header_constants():
     consts = {}
     for name, value in re.findall(r"inline constexpr (?:int|float|double) (k\w+) = ([0-9.e+-]+)f?;", text):
         consts[name] = float(value.rstrip("f"))
-    tiles = re.search(r"inline constexpr TileConfig kSm80Tiles\{(\d+), (\d+), (\d+)\};", text)
-    assert tiles, "kSm80Tiles not found in layout.h"
-    consts["kSm80Tiles"] = tuple(int(x) for x in tiles.groups())
+    for name in ("kSm80Tiles", "kSm90Tiles"):
+        tiles = re.search(r"inline constexpr TileConfig " + name + r"\{(\d+), (\d+), (\d+), (\d+)\};", text)
+        assert tiles, f"{name} not found in layout.h"
+        consts[name] = tuple(int(x) for x in tiles.groups())
     return consts
 
 
@@ -327,17 +328,20 @@ def test_constants_equal_the_header():
     for name, value in pairs.items():
         assert name in h, f"{name} not found in layout.h"
         assert value == pytest.approx(h[name], rel=1e-7), name
-    assert (layout.SM80_TILES.block_q, layout.SM80_TILES.block_k, layout.SM80_TILES.warp_q) == h["kSm80Tiles"]
+    for t, name in ((layout.SM80_TILES, "kSm80Tiles"), (layout.SM90_TILES, "kSm90Tiles")):
+        assert (t.block_q, t.block_k, t.warp_q, t.k_block) == h[name]
     assert layout.HOST_DEVICE == -1 and layout.MAX_DIMS == 4  # types.h
 
 
-def test_group_specs_follow_the_documented_layouts():
-    t = layout.SM80_TILES
-    # layout.h: per-block {block_q|block_k,1,1}; per-warp Q {warp_q,1,1}, K {block_k,1,1};
-    # per-thread Q {warp_q,1,8}, K {block_k,2,4}.
-    assert t.q_groups["per_block"] == (t.block_q, 1, 1) and t.k_groups["per_block"] == (t.block_k, 1, 1)
-    assert t.q_groups["per_warp"] == (t.warp_q, 1, 1) and t.k_groups["per_warp"] == (t.block_k, 1, 1)
-    assert t.q_groups["per_thread"] == (t.warp_q, 1, 8) and t.k_groups["per_thread"] == (t.block_k, 2, 4)
+@pytest.mark.parametrize("family", ["sm80", "sm90"])
+def test_group_specs_follow_the_documented_layouts(family):
+    t = layout.TILES[family]
+    # layout.h: per-block Q {block_q,1,1}, K {k_block,1,1}; per-warp Q {warp_q,1,1}, K {k_block,1,1};
+    # per-thread Q {warp_q,1,8}, K {k_block,2,4}. One K quantizer serves both families.
+    assert t.q_groups["per_block"] == (t.block_q, 1, 1) and t.k_groups["per_block"] == (t.k_block, 1, 1)
+    assert t.q_groups["per_warp"] == (t.warp_q, 1, 1) and t.k_groups["per_warp"] == (t.k_block, 1, 1)
+    assert t.q_groups["per_thread"] == (t.warp_q, 1, 8) and t.k_groups["per_thread"] == (t.k_block, 2, 4)
+    assert t.k_block == layout.SM80_TILES.k_block and t.block_k % t.k_block == 0
     assert t.fp16acc_v_range * t.block_k * layout.FP8_E4M3_MAX <= layout.FP16_MAX
     for spec in list(t.q_groups.values()) + list(t.k_groups.values()):
         for tok in (0, 1, 7, 8, 31, 32, 63, 64, 127, 128, 1000):

@@ -75,6 +75,8 @@ CommandSpec bench_spec() {
   const std::vector<OptionSpec> rest = {
       {"--family", "F", "gaussian", "inputs: gaussian, k_channel_bias, outliers, or all"},
       {"--device", "auto|cpu|gpu", "auto", "auto: the GPU when available, else the CPU"},
+      {"--backend", "auto|sm80|sm90", "auto",
+       "GPU kernels: auto (sm90 where it serves the call, else sm80) or one by name"},
       {"--iters", "N",
        std::to_string(kCpuIters) + cpu_gpu + std::to_string(kGpuIters) + " on the GPU",
        "timed runs per mode; the median is reported"},
@@ -91,7 +93,8 @@ CommandSpec bench_spec() {
                  "and k x10, v += 3*N(0,1) per channel.\n"
                  "CSV columns: ") +
              kCsvHeader +
-             "\n(impl sageattn-cpu on the CPU with kernel_tflops empty; impl sageattn on the GPU).\n"
+             "\n(impl sageattn-cpu on the CPU with kernel_tflops empty; impl sageattn on the GPU,\n"
+             "sageattn-sm80 / sageattn-sm90 with --backend).\n"
              "docs/CLI.md has the details.";
   return s;
 }
@@ -144,7 +147,10 @@ void write_csv(const std::string& path, bool header, const Problem& p, bool gpu,
   std::ofstream out(path, std::ios::app);
   if (header) out << kCsvHeader << "\n";
   for (const CsvRow& r : rows)
-    out << (gpu ? kCsvImplGpu : kCsvImplCpu) << "," << r.mode << "," << p.head_dim << ","
+    out << (!gpu ? std::string(kCsvImplCpu)
+                 : p.backend == Backend::kAuto ? std::string(kCsvImplGpu)
+                                               : std::string(kCsvImplGpu) + "-" + to_string(p.backend))
+        << "," << r.mode << "," << p.head_dim << ","
         << (p.mask == MaskMode::kCausal ? 1 : 0) << "," << p.seqlen_q << "," << p.batch << ","
         << p.heads_q << "," << format("%.6g", r.tflops) << ","
         << (r.kernel_tflops > 0 ? format("%.6g", r.kernel_tflops) : std::string()) << ","
@@ -190,8 +196,10 @@ void print_header(const Setup& s) {
   auto ll = [](int64_t v) { return static_cast<long long>(v); };
   std::cout << "sageattn " << version() << " bench\n"
             << s.device_line << "\n"
-            << (s.gpu ? "backend: gpu (automatic dispatch)\n"
-                      : "backend: cpu, " + std::to_string(cpu_threads()) + " thread(s)\n")
+            << (!s.gpu ? "backend: cpu, " + std::to_string(cpu_threads()) + " thread(s)\n"
+                : p.backend == Backend::kAuto
+                    ? std::string("backend: gpu (automatic dispatch: sm90 where it serves the call, else sm80)\n")
+                    : std::string("backend: gpu, ") + to_string(p.backend) + " (requested)\n")
             << format(
                    "problem: batch %lld, heads %lld (kv %lld), seqlen %lld (k %lld), "
                    "head_dim %lld, dtype %s, layout %s, causal %s\n",
@@ -258,6 +266,12 @@ int run_bench(const std::vector<std::string>& argv) {
   apply_numeric_options(kCommand, args, p, modes);
   p.dtype = DType::kBF16;
   if (auto v = args.value("--dtype")) p.dtype = parse_dtype(kCommand, *v);
+  if (auto v = args.value("--backend")) {
+    if (*v == "sm80") p.backend = Backend::kSm80;
+    else if (*v == "sm90") p.backend = Backend::kSm90;
+    else if (*v != "auto")
+      throw UsageError(kCommand, "invalid value '" + *v + "' for --backend: expected auto, sm80 or sm90");
+  }
   std::vector<cpu::InputFamily> families = {cpu::InputFamily::kGaussian};
   if (auto v = args.value("--family")) {
     if (*v == "all") {
@@ -285,6 +299,9 @@ int run_bench(const std::vector<std::string>& argv) {
   setup.gpu = false;  // gpu_available() is false without CUDA; this keeps the linker honest
 #endif
   const bool g = setup.gpu;
+  if (!g && p.backend != Backend::kAuto)
+    throw UsageError(kCommand, std::string("--backend ") + to_string(p.backend) +
+                                   " needs the GPU, but this run is on the CPU");
   setup.sized = args.value("--batch") || args.value("--heads") || args.value("--seqlen");
   p.batch = int_opt("--batch", g ? kGpuBatch : kCpuBatch, 1);
   p.heads_q = int_opt("--heads", g ? kGpuHeads : kCpuHeads, 1);

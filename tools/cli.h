@@ -100,6 +100,7 @@ struct Problem {
   Granularity granularity = Granularity::kPerWarp;
   Smoothing smooth_k = Smoothing::kOn;
   Smoothing smooth_v = Smoothing::kOff;
+  Backend backend = Backend::kAuto;  // GPU runs: automatic dispatch, or sm80 / sm90 by name
 
   // The scale the library uses (fp32), as a double for the exact reference.
   double resolved_scale() const;

@@ -7,6 +7,7 @@
 
 #include "api/validate.h"
 #include "attention/sm80/launch.h"
+#include "attention/sm90/launch.h"
 #include "common/cuda_check.h"
 #include "cpu/reference.h"
 
@@ -118,12 +119,12 @@ GpuModeResult run_mode_gpu(const Problem& p, const Tensors& t, PvMode mode, int6
 
   Event start, mid, stop;
   std::vector<double> e2e, kernel, quant;
-  // Each iteration times the call end to end through the public API, then (sm80 backend) the
-  // same call with an event between quantization and the attention kernel, so that each split
+  // Each iteration times the call end to end through the public API, then the same call through
+  // its backend (sm80 or sm90) with an event between quantization and the attention kernel, so that each split
   // run gives both parts (quantization = start..mid, kernel = mid..stop). The two alternate, so
   // that clock and thermal drift hit both alike.
   const detail::AttentionParams params = detail::make_dense_params(qv, kv, vv, ov, {}, opts);
-  const bool split = params.backend == Backend::kSm80;
+  const bool split = params.backend == Backend::kSm80 || params.backend == Backend::kSm90;
   for (int64_t i = 0; i < warmup + iters; ++i) {
     SAGEATTN_CUDA_CHECK(cudaEventRecord(start.get(), stream));
     attention(qv, kv, vv, ov, opts, {}, workspace, stream);
@@ -132,7 +133,8 @@ GpuModeResult run_mode_gpu(const Problem& p, const Tensors& t, PvMode mode, int6
     if (i >= warmup) e2e.push_back(elapsed_ms(start, stop));
     if (!split) continue;
     SAGEATTN_CUDA_CHECK(cudaEventRecord(start.get(), stream));
-    sm80::run(params, workspace, stream, mid.get());
+    if (params.backend == Backend::kSm90) sm90::run(params, workspace, stream, mid.get());
+    else sm80::run(params, workspace, stream, mid.get());
     SAGEATTN_CUDA_CHECK(cudaEventRecord(stop.get(), stream));
     SAGEATTN_CUDA_CHECK(cudaEventSynchronize(stop.get()));
     if (i >= warmup) {

@@ -2,7 +2,7 @@
 //
 // Inputs are uploaded once; each timed call is sageattn::attention on device tensors, on a
 // non-default stream, timed with CUDA events: end to end (bf16/fp16 in, out, every quantization
-// step included). Kernel-only time comes from the same calls through the sm80 backend with an
+// step included). Kernel-only time comes from the same calls through their backend (sm80 or sm90) with an
 // event recorded between quantization and the attention kernel; the quantization kernels' own
 // time is measured in those same runs (an event before them). The split runs alternate with the
 // end-to-end runs, so that drift (clocks, temperature) hits both alike. Accuracy is measured on the

@@ -285,6 +285,7 @@ AttentionOptions Problem::options(PvMode mode) const {
   o.granularity = granularity;
   o.smooth_k = smooth_k;
   o.smooth_v = smooth_v;
+  o.backend = backend;
   return o;
 }
 
@@ -360,8 +361,10 @@ TensorView kv_view(const Problem& p, const uint16_t* data) {
 }
 
 void validate(const Problem& p, const Tensors& t) {
-  attention_workspace_size(q_view(p, t.q.data()), kv_view(p, t.k.data()), kv_view(p, t.v.data()),
-                           p.options(PvMode::kAuto));
+  // Shapes and options, on host views: the backend (a GPU one by name) is checked by the GPU run.
+  AttentionOptions o = p.options(PvMode::kAuto);
+  o.backend = Backend::kAuto;
+  attention_workspace_size(q_view(p, t.q.data()), kv_view(p, t.k.data()), kv_view(p, t.v.data()), o);
 }
 
 std::vector<double> exact_reference(const Problem& p, const Tensors& t) {

@@ -1,14 +1,16 @@
 // src/api/gpu_backend.cu: the GPU seam of the CUDA library (see gpu_backend.h).
 //
-// Backends: sm80 (mma.sync; every device of compute capability 8.0 or newer) is compiled in;
-// sm90 (wgmma + TMA) is not yet, so gpu_backend_supports(kSm90) is false and kAuto picks sm80 on
-// Hopper too. A backend that is asked for but missing is an Error, never a silent fallback.
+// Backends: sm80 (mma.sync; every device of compute capability 8.0 or newer) and sm90 (warp-
+// specialized wgmma + TMA; compute capability 9.0, head dims up to 128, pv_mode fp16 / fp8). kAuto
+// picks sm90 where it serves the call and sm80 otherwise (src/api/validate.cpp). A backend that is
+// asked for but cannot serve the call is an Error, never a silent fallback.
 #include "api/gpu_backend.h"
 
 #include <atomic>
 #include <string>
 
 #include "attention/sm80/launch.h"
+#include "attention/sm90/launch.h"
 #include "common/check.h"
 #include "common/cuda_check.h"
 
@@ -83,17 +85,33 @@ int gpu_compute_capability(int device) {
 }
 
 bool gpu_backend_supports(Backend backend, int cc) noexcept {
-  return backend == Backend::kSm80 && sm80::supports(cc);
+  switch (backend) {
+    case Backend::kSm80: return sm80::supports(cc);
+    case Backend::kSm90: return sm90::supports(cc);
+    default: return false;
+  }
+}
+
+bool gpu_backend_serves(const AttentionParams& p, const char** why) {
+  if (p.backend == Backend::kSm90) return sm90::serves(p, why);
+  if (why) *why = nullptr;
+  return true;
 }
 
 void run_gpu_attention(const AttentionParams& p, Workspace workspace, Stream stream) {
-  if (p.backend == Backend::kSm80) return sm80::run(p, workspace, static_cast<cudaStream_t>(stream));
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (p.backend == Backend::kSm80) return sm80::run(p, workspace, s);
+  if (p.backend == Backend::kSm90) return sm90::run(p, workspace, s);
   throw Error(ErrorCode::kUnsupported,
               concat("backend ", to_string(p.backend), " has no attention kernels in this build"));
 }
 
 std::size_t gpu_workspace_size(const AttentionParams& p) {
-  return p.backend == Backend::kSm80 ? sm80::workspace_size(p) : 0;
+  switch (p.backend) {
+    case Backend::kSm80: return sm80::workspace_size(p);
+    case Backend::kSm90: return sm90::workspace_size(p);
+    default: return 0;
+  }
 }
 
 }  // namespace sageattn::detail

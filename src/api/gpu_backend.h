@@ -22,6 +22,11 @@ int gpu_compute_capability(int device);
 // of compute capability `cc`.
 bool gpu_backend_supports(Backend backend, int cc) noexcept;
 
+// Whether the backend named in params.backend can run these validated params with their resolved
+// pv_mode (the sm90 kernels cover a subset: src/attention/sm90/launch.h); when not, `why` (if not
+// null) receives the reason. Always true for kSm80.
+bool gpu_backend_serves(const AttentionParams& params, const char** why = nullptr);
+
 // Whether this build holds a kernel image (SASS for the device's architecture, or PTX it can
 // JIT) that runs on `device`: false when, e.g., SAGEATTN_CUDA_ARCHS lacks the device's
 // architecture. Cached per device.

@@ -16,6 +16,11 @@ int gpu_compute_capability(int device) {
 
 bool gpu_backend_supports(Backend, int) noexcept { return false; }
 
+bool gpu_backend_serves(const AttentionParams&, const char** why) {
+  if (why) *why = "this is the CPU-only build of sageattn (no CUDA)";
+  return false;
+}
+
 bool gpu_kernel_image(int) noexcept { return false; }
 
 void gpu_require_kernel_image(int device) {

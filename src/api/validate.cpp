@@ -117,14 +117,24 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
                         gpu_backend_compiled() ? "" : " (the CPU-only library sageattn_cpu: link "
                                                       "sageattn for the GPU backends)");
     const int cc = gpu_compute_capability(p.device);
+    p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);
     Backend b = o.backend;
-    if (b == Backend::kAuto)
-      b = gpu_backend_supports(Backend::kSm90, cc) ? Backend::kSm90 : Backend::kSm80;
+    if (b == Backend::kAuto) {
+      // sm90 where it serves the call (its kernels cover a subset), else the sm80 kernels, which
+      // compute the same contract (README.md, "Status").
+      p.backend = Backend::kSm90;
+      b = gpu_backend_supports(Backend::kSm90, cc) && gpu_backend_serves(p) ? Backend::kSm90 : Backend::kSm80;
+    }
     SAGEATTN_CHECK_CODE(gpu_backend_supports(b, cc), ErrorCode::kUnsupported, "backend ",
                         to_string(b), " has no kernels in this build for device ", p.device,
                         " (compute capability ", cc / 10, ".", cc % 10, ")");
-    gpu_require_kernel_image(p.device);
     p.backend = b;
+    const char* why = nullptr;
+    SAGEATTN_CHECK_CODE(gpu_backend_serves(p, &why), ErrorCode::kUnsupported, "backend ", to_string(b),
+                        " cannot run this call: ", why, " (head_dim ", p.head_dim, ", pv_mode ",
+                        to_string(p.pv_mode), ")");
+    gpu_require_kernel_image(p.device);
+    return;
   }
   p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);
 }

@@ -1,5 +1,5 @@
-// src/attention/sm80/params.h: the device parameters of the sm80 attention kernel, filled once
-// from the API's AttentionParams and the quantizer's outputs (src/attention/sm80/launch.cu).
+// src/attention/common/params.h: the device parameters of the attention kernels (sm80 and sm90),
+// filled once from the API's AttentionParams and the quantizer's outputs (make_kernel_params).
 #pragma once
 
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include "sageattn/layout.h"
 #include "sageattn/types.h"
 
-namespace sageattn::sm80 {
+namespace sageattn::attn {
 
 struct KernelParams {
   // ---- user tensors (element strides, unit stride on d) ----
@@ -22,7 +22,7 @@ struct KernelParams {
 
   // ---- quantized K/V (workspace, padded: np = seqlen_k_padded, dp = kernel head dim) ----
   const int8_t* k_codes = nullptr;   // [b, h_kv, np, dp]
-  const float* k_scales = nullptr;   // [b, h_kv, np / block_k * k_groups_per_block]
+  const float* k_scales = nullptr;   // [b, h_kv, k_groups.num_groups(np)]
   const float* k_mean = nullptr;     // [b, h_kv, dp]
   const void* v_codes = nullptr;     // fp8 [b, h_kv, dp, np] (permuted) | fp16 [b, h_kv, np, dp]
   const float* v_scales = nullptr;   // [b, h_kv, dp]
@@ -43,4 +43,4 @@ struct KernelParams {
   float scale_log2 = 0.0f;  // float(double(scale) * log2(e)): folded into Q's dequant factor
 };
 
-}  // namespace sageattn::sm80
+}  // namespace sageattn::attn

@@ -30,46 +30,18 @@
 #include <cuda_fp16.h>
 
 #include "attention/sm80/config.h"
-#include "attention/sm80/params.h"
+#include "attention/common/params.h"
+#include "attention/common/tile_io.cuh"
 #include "common/device_numerics.cuh"
 #include "common/ptx/mma.cuh"
 #include "common/ptx/wgmma.cuh"
 
 namespace sageattn::sm80 {
 
-struct SeqBounds {
-  int64_t q_begin, q_len, k_len;
-};
-
-__device__ __forceinline__ SeqBounds seq_bounds(const KernelParams& p, int64_t b) {
-  if (p.cu_seqlens_q)
-    return {p.cu_seqlens_q[b], int64_t(p.cu_seqlens_q[b + 1]) - p.cu_seqlens_q[b],
-            int64_t(p.cu_seqlens_k[b + 1]) - p.cu_seqlens_k[b]};
-  return {0, p.seqlen_q, p.seqlen_k};
-}
-
-__device__ __forceinline__ float load_q_elem(const KernelParams& p, int64_t off) {
-  const uint16_t raw = static_cast<const uint16_t*>(p.q)[off];
-  return p.bf16 ? __uint_as_float(uint32_t(raw) << 16) : __half2float(__ushort_as_half(raw));
-}
-
-// 8 consecutive Q elements of one row starting at element offset `off` (zeros past head_dim).
-__device__ __forceinline__ void load_q8(const KernelParams& p, int64_t off, int c0, float (&x)[8]) {
-  if (c0 >= p.head_dim) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = 0.0f;
-  } else if (p.q_aligned) {
-    if (p.bf16) dev::load8<true>(static_cast<const uint16_t*>(p.q) + off, x);
-    else dev::load8<false>(static_cast<const uint16_t*>(p.q) + off, x);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = load_q_elem(p, off + j);
-  }
-}
-
-__device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
-  return uint32_t(ptx::cvt_e4m3x2(a, b)) | (uint32_t(ptx::cvt_e4m3x2(c, d)) << 16);
-}
+using attn::KernelParams;
+using attn::pack_e4m3x4;
+using attn::SeqBounds;
+using attn::seq_bounds;
 
 template <int kHeadDim, PvMode kMode>
 __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
@@ -195,55 +167,9 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 
   // ---- prologue: quantize Q into shared memory ----
   const GroupSpec qg = kTiles.q_groups(p.granularity);
-  for (int i = tid; i < kBlockQ; i += kThreads) q_amax[i] = 0.0f, q_km[i] = 0.0f;
-  __syncthreads();
-  constexpr int kVecsPerRow = kD / 8;
-  constexpr int kQVecs = kBlockQ * kVecsPerRow;
-  const int64_t q_base = (p.cu_seqlens_q ? 0 : b * p.q_stride_b) + h * p.q_stride_h;
-  const float* km = p.k_mean + bhk * kD;
-  const bool want_qkm = p.lse != nullptr && p.smooth_k;
-  static_assert(kQVecs % kThreads == 0 && 32 % kVecsPerRow == 0,
-                "every lane runs every iteration; a row's vectors sit in consecutive lanes");
-  for (int i = tid; i < kQVecs; i += kThreads) {
-    const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-    const int64_t row = row0 + r;
-    float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (row < q_len) load_q8(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, x);
-    float a = 0.0f, dot = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      a = fmaxf(a, fabsf(x[j]));
-      if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
-    }
-    // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
-    // order: deterministic LSE), then one lane per row touches shared memory.
-#pragma unroll
-    for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
-    if (want_qkm) {
-#pragma unroll
-      for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if (i % kVecsPerRow == 0) q_km[r] = dot;
-    }
-  }
-  __syncthreads();
-  const bool negative_scale = p.scale_log2 < 0.0f;
-  for (int i = tid; i < kQVecs; i += kThreads) {
-    const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-    const int64_t row = row0 + r;
-    float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (row < q_len) load_q8(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, x);
-    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
-    uint32_t w[2] = {0u, 0u};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      // A negative softmax scale is carried by the codes (-c is exact in [-127, 127]) so that the
-      // dequantization factor stays >= 0 and the row max can be taken on the int32 logits.
-      const int code = dev::int8_code(x[j], inv);
-      w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
-    }
-    *reinterpret_cast<uint2*>(q_smem + r * Cfg::kQPitch + c0) = make_uint2(w[0], w[1]);
-  }
+  attn::quantize_q_tile<kD, kBlockQ, kThreads>(
+      p, sb, b, h, bhk, row0, qg, tid, q_amax, q_km, [] { __syncthreads(); },
+      [&](int r, int c0, uint2 codes) { *reinterpret_cast<uint2*>(q_smem + r * Cfg::kQPitch + c0) = codes; });
   __syncthreads();
 
   // This thread's rows: CTA-local r_lo(mt) = warp * kRowsPerWarp + 16 * mt + g, and r_lo + 8.
@@ -601,40 +527,9 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const int row = row_lo + 16 * mt + 8 * hr;
       if (row >= q_len) continue;
-      const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
-      const int64_t o_row = o_base + (sb.q_begin + row) * p.o_stride_n;
-#pragma unroll
-      for (int n = 0; n < kNTilesO; ++n) {
-        const int c = n * 8 + 2 * t;
-        if (c >= p.head_dim) continue;
-        float o0 = 0.0f, o1 = 0.0f;
-        if (l > 0.0f) {
-          o0 = acc[mt][n][2 * hr] * inv_l * vs[c] + vmn[c];
-          o1 = acc[mt][n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1];
-        }
-        uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row + c;
-        uint16_t u0, u1;
-        if (p.bf16) {
-          u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
-          u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
-        } else {
-          u0 = __half_as_ushort(__float2half_rn(o0));
-          u1 = __half_as_ushort(__float2half_rn(o1));
-        }
-        if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
-        else dst[0] = u0, dst[1] = u1;
-      }
-      if (p.lse && t == 0) {
-        float lse = kNegInf;
-        if (l > 0.0f) {
-          const float lse2 = m_row[mt][hr] + __log2f(l) - kPOffset;
-          const int r_local = r_warp + 16 * mt + 8 * hr + g;
-          lse = lse2 * static_cast<float>(kLn2) + (p.smooth_k ? p.scale * q_km[r_local] : 0.0f);
-        }
-        const int64_t lse_off = (p.cu_seqlens_q ? 0 : b * p.lse_stride_b) + h * p.lse_stride_h +
-                                (sb.q_begin + row) * p.lse_stride_n;
-        p.lse[lse_off] = lse;
-      }
+      attn::store_out_row(p, o_base + (sb.q_begin + row) * p.o_stride_n, acc[mt], hr, l, t, vs, vmn);
+      if (p.lse && t == 0)
+        attn::store_lse(p, sb, b, h, row, m_row[mt][hr], l, kPOffset, q_km[r_warp + 16 * mt + 8 * hr + g]);
     }
 }
 

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 
+#include "attention/common/launch_common.h"
 #include "attention/sm80/config.h"
 #include "common/check.h"
 #include "common/cuda_check.h"
@@ -11,9 +12,6 @@
 
 namespace sageattn::sm80 {
 namespace {
-
-// The kernel head dim that holds d: 64, 128 or 256.
-int kernel_head_dim(int64_t d) { return d <= 64 ? 64 : d <= 128 ? 128 : 256; }
 
 bool head_dim_compiled(int hd) {
   switch (hd) {
@@ -61,50 +59,6 @@ void with_pv_mode(PvMode mode, F&& f) {
   throw Error(ErrorCode::kInternal, "sm80: pv_mode was not resolved");
 }
 
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-quant::KvQuantParams make_quant_params(const detail::AttentionParams& p) {
-  quant::KvQuantParams q;
-  q.k = p.k, q.v = p.v;
-  q.k_stride_b = p.k_stride_b, q.k_stride_h = p.k_stride_h, q.k_stride_n = p.k_stride_n;
-  q.v_stride_b = p.v_stride_b, q.v_stride_h = p.v_stride_h, q.v_stride_n = p.v_stride_n;
-  q.cu_seqlens_k = p.cu_seqlens_k;
-  q.dtype = p.dtype;
-  q.batch = p.batch, q.heads_kv = p.heads_kv;
-  q.seqlen_k = p.seqlen_k;
-  q.head_dim = p.head_dim;
-  q.head_dim_padded = kernel_head_dim(p.head_dim);
-  q.seqlen_k_padded = round_up(p.seqlen_k, kBlockK);
-  q.tiles = kSm80Tiles;
-  q.granularity = p.granularity;
-  q.smooth_k = p.smooth_k, q.smooth_v = p.smooth_v;
-  q.pv_mode = p.pv_mode;
-  return q;
-}
-
-bool aligned(const void* ptr, int64_t bytes, std::initializer_list<int64_t> strides,
-             int64_t elem_multiple) {
-  if (reinterpret_cast<uintptr_t>(ptr) % bytes != 0) return false;
-  for (int64_t s : strides)
-    if (s % elem_multiple != 0) return false;
-  return true;
-}
-
-// Makes `device` current for the lifetime of the guard.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    SAGEATTN_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) SAGEATTN_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 }  // namespace
 
 bool supports(int cc) {
@@ -112,12 +66,13 @@ bool supports(int cc) {
 }
 
 std::size_t workspace_size(const detail::AttentionParams& p) {
-  return quant::kv_quant_workspace_bytes(make_quant_params(p));
+  return quant::kv_quant_workspace_bytes(
+      attn::make_quant_params(p, kSm80Tiles, attn::kernel_head_dim(p.head_dim)));
 }
 
 void run(const detail::AttentionParams& p, Workspace workspace, cudaStream_t stream,
          cudaEvent_t after_quant) {
-  const int hd = kernel_head_dim(p.head_dim);
+  const int hd = attn::kernel_head_dim(p.head_dim);
   SAGEATTN_CHECK_CODE(head_dim_compiled(hd), ErrorCode::kUnsupported, "head_dim ", p.head_dim,
                       " needs the sm80 kernels for head dim ", hd,
                       ", which are not compiled in this build (CMake SAGEATTN_SM80_HEAD_DIMS)");
@@ -126,57 +81,21 @@ void run(const detail::AttentionParams& p, Workspace workspace, cudaStream_t str
   SAGEATTN_CHECK_CODE(p.seqlen_q <= kMaxTokens && p.seqlen_k <= kMaxTokens, ErrorCode::kUnsupported,
                       "sequence length ", p.seqlen_q > p.seqlen_k ? p.seqlen_q : p.seqlen_k,
                       " exceeds the sm80 kernels' limit of ", kMaxTokens, " tokens per sequence");
-  DeviceGuard guard(p.device);
-  int major = 0, minor = 0;
-  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, p.device));
-  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, p.device));
-  const int cc = major * 10 + minor;
+  attn::DeviceGuard guard(p.device);
+  const int cc = attn::compute_capability(p.device);
   SAGEATTN_CHECK_CODE(p.pv_mode == PvMode::kFp16 || cc >= 89, ErrorCode::kUnsupported, "pv_mode ",
                       to_string(p.pv_mode), " needs fp8 tensor cores (sm89+); device ", p.device,
                       " is sm", cc);
   if (p.batch == 0 || p.heads_q == 0 || p.seqlen_q == 0) return;
 
-  quant::KvQuantParams qp = make_quant_params(p);
-  const std::size_t need = quant::kv_quant_workspace_bytes(qp);
-  void* ws = workspace.data;
-  const bool own = ws == nullptr && need > 0;
-  if (own) SAGEATTN_CUDA_CHECK(cudaMallocAsync(&ws, need, stream));
-  try {
-    quant::kv_quant_bind_workspace(qp, ws);
-    quant::kv_quantize(qp, stream);
-    if (after_quant) SAGEATTN_CUDA_CHECK(cudaEventRecord(after_quant, stream));
-
-    KernelParams kp;
-    kp.q = p.q, kp.out = p.out, kp.lse = p.lse;
-    kp.q_stride_b = p.q_stride_b, kp.q_stride_h = p.q_stride_h, kp.q_stride_n = p.q_stride_n;
-    kp.o_stride_b = p.o_stride_b, kp.o_stride_h = p.o_stride_h, kp.o_stride_n = p.o_stride_n;
-    kp.lse_stride_b = p.lse_stride_b, kp.lse_stride_h = p.lse_stride_h;
-    kp.lse_stride_n = p.lse_stride_n;
-    kp.cu_seqlens_q = p.cu_seqlens_q, kp.cu_seqlens_k = p.cu_seqlens_k;
-    kp.k_codes = qp.k_codes, kp.k_scales = qp.k_scales, kp.k_mean = qp.k_mean;
-    kp.v_codes = qp.v_codes, kp.v_scales = qp.v_scales, kp.v_mean = qp.v_mean;
-    kp.batch = p.batch, kp.heads_q = p.heads_q, kp.heads_kv = p.heads_kv;
-    kp.seqlen_q = p.seqlen_q, kp.seqlen_k = p.seqlen_k;
-    kp.seqlen_k_padded = qp.seqlen_k_padded;
-    kp.head_dim = static_cast<int>(p.head_dim);
-    kp.bf16 = p.dtype == DType::kBF16;
-    kp.q_aligned = aligned(p.q, 16, {p.q_stride_b, p.q_stride_h, p.q_stride_n}, 8);
-    kp.o_aligned = aligned(p.out, 4, {p.o_stride_b, p.o_stride_h, p.o_stride_n}, 2);
-    kp.mask = p.mask;
-    kp.granularity = p.granularity;
-    kp.smooth_k = p.smooth_k == Smoothing::kOn;
-    kp.scale = p.scale;
-    kp.scale_log2 = static_cast<float>(static_cast<double>(p.scale) * kLog2e);
-    with_head_dim(hd, [&](auto hd_c) {
-      with_pv_mode(p.pv_mode, [&](auto mode_c) {
-        launch_attention<decltype(hd_c)::value, decltype(mode_c)::value>(kp, stream);
-      });
-    });
-  } catch (...) {
-    if (own) cudaFreeAsync(ws, stream);
-    throw;
-  }
-  if (own) SAGEATTN_CUDA_CHECK(cudaFreeAsync(ws, stream));
+  attn::quantize_and_launch(p, attn::make_quant_params(p, kSm80Tiles, hd), workspace, stream, after_quant,
+                            [&](const KernelParams& kp, const quant::KvQuantParams&) {
+                              with_head_dim(hd, [&](auto hd_c) {
+                                with_pv_mode(p.pv_mode, [&](auto mode_c) {
+                                  launch_attention<decltype(hd_c)::value, decltype(mode_c)::value>(kp, stream);
+                                });
+                              });
+                            });
 }
 
 }  // namespace sageattn::sm80

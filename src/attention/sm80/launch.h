@@ -10,10 +10,12 @@
 #include <cuda_runtime.h>
 
 #include "api/params.h"
-#include "attention/sm80/params.h"
+#include "attention/common/params.h"
 #include "sageattn/attention.h"
 
 namespace sageattn::sm80 {
+
+using attn::KernelParams;
 
 // Whether this build has sm80 kernels (any head dim) that run on compute capability `cc`.
 bool supports(int cc);

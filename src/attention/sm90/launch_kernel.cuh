@@ -1,0 +1,41 @@
+// src/attention/sm90/launch_kernel.cuh: the launcher template the inst_hd*.cu files instantiate.
+#pragma once
+
+#include <cstring>
+
+#include <cuda.h>
+
+#include "attention/sm90/kernel.cuh"
+#include "attention/sm90/launch.h"
+#include "common/cuda_check.h"
+
+namespace sageattn::sm90 {
+
+static_assert(sizeof(TmaMap) == sizeof(CUtensorMap) && alignof(TmaMap) >= alignof(CUtensorMap),
+              "TmaMap mirrors CUtensorMap");
+
+template <int kHeadDim, PvMode kMode>
+void launch_attention(const attn::KernelParams& kp, const TmaMap& k_map, const TmaMap& v_map,
+                      cudaStream_t stream) {
+  using Cfg = KernelConfig<kHeadDim, kMode>;
+  const auto kernel = attention_kernel<kHeadDim, kMode>;
+  SAGEATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           int(Cfg::kSmemBytes)));
+  CUtensorMap km, vm;
+  std::memcpy(&km, &k_map, sizeof(km));
+  std::memcpy(&vm, &v_map, sizeof(vm));
+  const dim3 grid(unsigned((kp.seqlen_q + kBlockQ - 1) / kBlockQ), unsigned(kp.heads_q), unsigned(kp.batch));
+  kernel<<<grid, kThreads, Cfg::kSmemBytes, stream>>>(kp, km, vm);
+  SAGEATTN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sageattn::sm90
+
+// Instantiates the two P·V modes of one head dim.
+#define SAGEATTN_SM90_INSTANTIATE(HD)                                                            \
+  template void sageattn::sm90::launch_attention<HD, sageattn::PvMode::kFp16>(                   \
+      const sageattn::attn::KernelParams&, const sageattn::sm90::TmaMap&,                        \
+      const sageattn::sm90::TmaMap&, cudaStream_t);                                              \
+  template void sageattn::sm90::launch_attention<HD, sageattn::PvMode::kFp8>(                    \
+      const sageattn::attn::KernelParams&, const sageattn::sm90::TmaMap&,                        \
+      const sageattn::sm90::TmaMap&, cudaStream_t)

@@ -2,7 +2,8 @@
 //
 // Backends: sm80 (mma.sync; every device of compute capability 8.0 or newer) and sm90 (warp-
 // specialized wgmma + TMA; compute capability 9.0, head dims up to 128, pv_mode fp16 / fp8). kAuto
-// picks sm90 where it serves the call and sm80 otherwise (src/api/validate.cpp). A backend that is
+// picks sm90 where it serves the call and is the faster one (sm90::preferred), sm80 otherwise
+// (src/api/validate.cpp). A backend that is
 // asked for but cannot serve the call is an Error, never a silent fallback.
 #include "api/gpu_backend.h"
 
@@ -96,6 +97,12 @@ bool gpu_backend_serves(const AttentionParams& p, const char** why) {
   if (p.backend == Backend::kSm90) return sm90::serves(p, why);
   if (why) *why = nullptr;
   return true;
+}
+
+bool gpu_auto_prefers_sm90(const AttentionParams& p) {
+  AttentionParams q = p;
+  q.backend = Backend::kSm90;
+  return sm90::serves(q) && sm90::preferred(q);
 }
 
 void run_gpu_attention(const AttentionParams& p, Workspace workspace, Stream stream) {

@@ -27,6 +27,10 @@ bool gpu_backend_supports(Backend backend, int cc) noexcept;
 // null) receives the reason. Always true for kSm80.
 bool gpu_backend_serves(const AttentionParams& params, const char** why = nullptr);
 
+// Automatic dispatch on a device that has both backends: whether sm90 should run these params
+// (it serves them and measured faster than sm80 for their head dim; bench/RESULTS.md).
+bool gpu_auto_prefers_sm90(const AttentionParams& params);
+
 // Whether this build holds a kernel image (SASS for the device's architecture, or PTX it can
 // JIT) that runs on `device`: false when, e.g., SAGEATTN_CUDA_ARCHS lacks the device's
 // architecture. Cached per device.

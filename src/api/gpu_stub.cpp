@@ -21,6 +21,8 @@ bool gpu_backend_serves(const AttentionParams&, const char** why) {
   return false;
 }
 
+bool gpu_auto_prefers_sm90(const AttentionParams&) { return false; }
+
 bool gpu_kernel_image(int) noexcept { return false; }
 
 void gpu_require_kernel_image(int device) {

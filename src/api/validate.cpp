@@ -120,10 +120,9 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
     p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);
     Backend b = o.backend;
     if (b == Backend::kAuto) {
-      // sm90 where it serves the call (its kernels cover a subset), else the sm80 kernels, which
-      // compute the same contract (README.md, "Status").
-      p.backend = Backend::kSm90;
-      b = gpu_backend_supports(Backend::kSm90, cc) && gpu_backend_serves(p) ? Backend::kSm90 : Backend::kSm80;
+      // sm90 where it serves the call (its kernels cover a subset) and is the faster one, else
+      // the sm80 kernels, which compute the same contract (README.md, "Status").
+      b = gpu_backend_supports(Backend::kSm90, cc) && gpu_auto_prefers_sm90(p) ? Backend::kSm90 : Backend::kSm80;
     }
     SAGEATTN_CHECK_CODE(gpu_backend_supports(b, cc), ErrorCode::kUnsupported, "backend ",
                         to_string(b), " has no kernels in this build for device ", p.device,

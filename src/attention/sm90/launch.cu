@@ -108,6 +108,8 @@ bool serves(const detail::AttentionParams& p, const char** why) {
   return reason == nullptr;
 }
 
+bool preferred(const detail::AttentionParams& p) { return attn::kernel_head_dim(p.head_dim) == 128; }
+
 std::size_t workspace_size(const detail::AttentionParams& p) {
   return quant::kv_quant_workspace_bytes(
       attn::make_quant_params(p, kSm90Tiles, attn::kernel_head_dim(p.head_dim)));

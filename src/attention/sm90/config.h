@@ -31,6 +31,16 @@ inline constexpr int kConsumerRegs = 240;
 inline constexpr int kProducerRegs = 24;
 // Named barrier ids (0 is __syncthreads).
 inline constexpr int kBarConsumers = 1;  // the 256 consumer threads
+// Ping-pong: consumer warpgroup c waits on barrier kBarTurn + c before issuing its wgmmas of a
+// block, and arrives on the other's after: the two warpgroups' GEMMs alternate on the tensor
+// cores, so that one's softmax runs while the other's GEMMs do (ids kBarTurn, kBarTurn + 1).
+// Off by default: on an H100 it cost 1-2% (bench/NOTES.md section 15); -DSAGEATTN_SM90_PINGPONG=1
+// builds it.
+inline constexpr int kBarTurn = 2;
+#ifndef SAGEATTN_SM90_PINGPONG
+#define SAGEATTN_SM90_PINGPONG 0
+#endif
+inline constexpr bool kPingPong = SAGEATTN_SM90_PINGPONG != 0;
 // Shared memory a CTA may use on sm90 (227 KB).
 inline constexpr std::size_t kSmemBudget = 227 * 1024;
 

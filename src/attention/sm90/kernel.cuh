@@ -8,10 +8,12 @@
 //              released the stage's previous tiles (empty_k / empty_v), then arms full_k / full_v
 //              with the tile bytes and issues the TMA loads (K: [128 keys][D] int8; V: the
 //              quantizer's layout). Tokens past the padded length are zero-filled by TMA.
-//   consumer : per block: wait full_k; S = Q8 K8^T on wgmma s8 (int32, onto the biased start of
-//              the sm80 kernel, so one FADD recovers float(S)); release the K stage; masks, the
-//              online softmax (base 2, fp32) and P packed as the wgmma A fragment; wait full_v;
-//              P.V on wgmma; release the V stage; fp8: acc = acc * alpha + partial (two-level).
+//   consumer : per block j: wait full_k; S = Q8 K8^T on wgmma s8 (int32; one I2FP per logit gives the
+//              exact float), issued together with P.V of block
+//              j - 1 (wgmma, P from registers); wait for S only; release the K stage; masks, the
+//              online softmax (base 2, fp32) while P.V of j - 1 runs; wait for P.V; release the V
+//              stage; fp8: acc = acc * alpha + partial (two-level); P of j packed as the wgmma A
+//              fragment for the next iteration.
 //   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
 // The numerics are docs/NUMERICS.md §3 with the tiles kSm90Tiles (128-key softmax steps, K groups
 // of 64 keys: two dequantization factors per step); the CPU reference run with kSm90Tiles computes
@@ -19,6 +21,7 @@
 #pragma once
 
 #include <climits>
+#include <cstdio>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -35,6 +38,38 @@
 namespace sageattn::sm90 {
 
 using attn::KernelParams;
+
+// Diagnostic (off by default): -DSAGEATTN_SM90_TRACE=<CTA x index> makes lane 0 of the first warp
+// of each consumer warpgroup of CTA (x, 0, 0) stamp the SM clock at the points SM90_TRACE(i) of
+// the main loop (i = 0 .. kTracePoints - 1, in order; 0 starts an iteration) and printf the mean
+// cycles per block between consecutive points; bench/NOTES.md reads these.
+#ifdef SAGEATTN_SM90_TRACE
+inline constexpr int kTracePoints = 8;
+#define SM90_TRACE_DECL                                                                           \
+  const bool trace_on = blockIdx.x == SAGEATTN_SM90_TRACE && blockIdx.y == 0 && blockIdx.z == 0 && \
+                        w4 == 0 && lane == 0;                                                     \
+  long long trace_last = 0, trace_sum[kTracePoints] = {};                                         \
+  int trace_n = 0;
+#define SM90_TRACE(i)                                        \
+  do {                                                       \
+    if (trace_on) {                                          \
+      const long long now = clock64();                       \
+      if (trace_last != 0) trace_sum[i] += now - trace_last; \
+      trace_last = now;                                      \
+      trace_n += (i) == 0;                                   \
+    }                                                        \
+  } while (0)
+#define SM90_TRACE_PRINT                                                                           \
+  if (trace_on && trace_n > 2) {                                                                   \
+    printf("sm90 trace wg %d iterations %d, mean cycles before point:", cw, trace_n);              \
+    for (int i = 0; i < kTracePoints; ++i) printf(" %d:%lld", i, trace_sum[i] / trace_n);          \
+    printf("\n");                                                                                  \
+  }
+#else
+#define SM90_TRACE_DECL
+#define SM90_TRACE(i) ((void)0)
+#define SM90_TRACE_PRINT
+#endif
 
 template <int kHeadDim, PvMode kMode>
 __global__ void __launch_bounds__(kThreads, 1)
@@ -159,48 +194,123 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int n = 0; n < kNTilesO; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
   float m_row[2] = {kNegInf, kNegInf}, l_row[2] = {0.0f, 0.0f};
 
-  // Biased int32 logits (see the sm80 kernel): 0x4B400000 + s is the float 1.5 * 2^23 + s.
-  constexpr int32_t kLogitBias = 0x4B400000;
-  static_assert(127 * 127 * kD < (1 << 22), "|q8 . k8| < 2^22: the biased logits stay in one binade");
-  auto unbias = [](int32_t biased) { return __int_as_float(biased) - 12582912.0f; };
+  // int32 logits -> float: exact (|q8 . k8| < 2^24), one I2FP each (not on the XU pipe).
+  static_assert(127 * 127 * kD < (1 << 24), "|q8 . k8| < 2^24: int32 -> float is exact");
+  auto to_float = [](int32_t s) { return __int2float_rn(s); };
 
-  auto block = [&](int j, auto mask_tag) {
-    constexpr bool kMask = decltype(mask_tag)::value;
-    constexpr int32_t kMasked = INT32_MIN;
-    const int s = j % kStages;
-    const uint32_t parity = uint32_t(j / kStages) & 1u;
+  // The consumer pipeline (intra-warpgroup overlap): in iteration j the warpgroup issues Q.K^T of
+  // block j and P.V of block j - 1 back to back, waits for the first only, and runs block j's
+  // softmax while P.V of j - 1 is still on the tensor cores; then it waits for P.V, folds it into the
+  // accumulator and packs P of block j for the next iteration. Registers live across the softmax:
+  // S (64), P of j - 1 (16 fp8 / 32 f16), the accumulator (64) and, in fp8 mode, the block's partial
+  // product (64).
+  int32_t sacc[kNTilesS][4];
+  constexpr int kPaSteps = Cfg::kFp8 ? 4 : 8;  // k32 e4m3 steps or k16 f16 steps per block
+  uint32_t pa[kPaSteps][4];
+  float part[Cfg::kFp8 ? kNTilesO : 1][4];
+  float alpha[2] = {0.0f, 0.0f};
+  SM90_TRACE_DECL
+  constexpr int kTurnThreads = kConsumers * kWarpgroupThreads;  // named barriers of both warpgroups
 
-    // ---- S = Q8 K8^T ----
-    int32_t sacc[kNTilesS][4];
-#pragma unroll
-    for (int n = 0; n < kNTilesS; ++n) sacc[n][0] = sacc[n][1] = sacc[n][2] = sacc[n][3] = kLogitBias;
-    ptx::mbar_wait(&full_k[s], parity);
-    ptx::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kD / 32; ++ks)
-      ptx::wgmma_m64n128k32_s8_ss(reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc),
-                                  ptx::wgmma_desc_k_sw<kSw>(q_addr + ks * 32, 8 * kSw),
-                                  ptx::wgmma_desc_k_sw<kSw>(k_addr + s * Cfg::kKTileBytes + ks * 32, 8 * kSw));
-    ptx::wgmma_commit();
-    ptx::wgmma_wait<0>();
+  auto fence_s = [&] {
 #pragma unroll
     for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(sacc[n][e])::"memory");
-    if (lane == 0) ptx::mbar_arrive(&empty_k[s]);
+  };
+  // After P.V completed: P's registers may be reused and the product (part or acc) read.
+  auto fence_pv = [&] {
+#pragma unroll
+    for (int st = 0; st < kPaSteps; ++st)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
+    if constexpr (Cfg::kFp8) {
+#pragma unroll
+      for (int n = 0; n < kNTilesO; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[n][e])::"memory");
+    } else {
+#pragma unroll
+      for (int n = 0; n < kNTilesO; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc[n][e])::"memory");
+    }
+  };
 
-    // ---- online softmax ----
-    // Dequant factors of the step's two K groups blocks (n-tiles 0-7 and 8-15); a block past the
-    // padded length holds only masked keys: its factor is never used on a visible key.
-    float dq[2];
+  // ---- S = Q8 K8^T of block j (issued, not waited for) ----
+  auto issue_qk = [&](int j) {
+    const int s = j % kStages;
+    ptx::mbar_wait(&full_k[s], uint32_t(j / kStages) & 1u);
+    ptx::wgmma_fence();
+    auto& sd = reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc);
+    const uint32_t kt = k_addr + s * Cfg::kKTileBytes;
+    ptx::wgmma_m64n128k32_s8_ss<false>(sd, ptx::wgmma_desc_k_sw<kSw>(q_addr, 8 * kSw),
+                                       ptx::wgmma_desc_k_sw<kSw>(kt, 8 * kSw));
+#pragma unroll
+    for (int ks = 1; ks < kD / 32; ++ks)
+      ptx::wgmma_m64n128k32_s8_ss(sd, ptx::wgmma_desc_k_sw<kSw>(q_addr + ks * 32, 8 * kSw),
+                                  ptx::wgmma_desc_k_sw<kSw>(kt + ks * 32, 8 * kSw));
+    ptx::wgmma_commit();
+  };
+
+  // ---- P.V of block j (issued, not waited for): fp8 into part, fp16 into acc ----
+  auto issue_pv = [&](int j) {
+    const int s = j % kStages;
+    ptx::mbar_wait(&full_v[s], uint32_t(j / kStages) & 1u);
+    ptx::wgmma_fence();
+    const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
+    if constexpr (Cfg::kFp8) {
+      // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout).
+      auto& pd = reinterpret_cast<float(&)[kNTilesO * 4]>(part);
+      if constexpr (kD == 128) {
+        ptx::wgmma_m64n128k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
+#pragma unroll
+        for (int st = 1; st < 4; ++st)
+          ptx::wgmma_m64n128k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
+      } else {
+        ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
+#pragma unroll
+        for (int st = 1; st < 4; ++st)
+          ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
+      }
+    } else {
+      // Eight k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16
+      // step is 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in
+      // K 8 rows (SBO).
+      auto& ad = reinterpret_cast<float(&)[kNTilesO * 4]>(acc);
+#pragma unroll
+      for (int st = 0; st < 8; ++st) {
+        const uint64_t desc = ptx::wgmma_desc_mn_sw128(vt + st * 2048, kBlockK * 128, 1024);
+        if constexpr (kD == 128) ptx::wgmma_m64n128k16_f16_rs_tnb(ad, pa[st], desc);
+        else ptx::wgmma_m64n64k16_f16_rs_tnb(ad, pa[st], desc);
+      }
+    }
+    ptx::wgmma_commit();
+  };
+  auto release = [&](uint64_t* bars, int j) {
+    if (lane == 0) ptx::mbar_arrive(&bars[j % kStages]);
+  };
+
+  // ---- online softmax of block j on sacc: P overwrites S (fp32 bits), alpha = the rescale ----
+  // K scales of the step's two K groups blocks (n-tiles 0-7 and 8-15), loaded one block ahead so
+  // that the global load's latency is not on the softmax's path; a block past the padded length
+  // holds only masked keys: its factor is never used on a visible key.
+  float k_sc[2];
+  auto load_k_scales = [&](int j) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       int kb = j * (kBlockK / kKBlock) + half;
       kb = kb < kblocks_per_head ? kb : kblocks_per_head - 1;
-      dq[half] = __fmul_rn(sq, k_scale_src[kb * kg.count + (kg.count == 4 ? t : 0)]);
+      k_sc[half] = k_scale_src[kb * kg.count + (kg.count == 4 ? t : 0)];
     }
+  };
+  auto softmax = [&](int j, auto mask_tag) {
+    constexpr bool kMask = decltype(mask_tag)::value;
+    constexpr int32_t kMasked = INT32_MIN;
+    const float dq[2] = {__fmul_rn(sq, k_sc[0]), __fmul_rn(sq, k_sc[1])};
+    load_k_scales(j + 1);
     const int key0 = j * kBlockK;
-    float alpha[2], neg_shift[2];
+    float neg_shift[2];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       if constexpr (kMask) {
@@ -221,7 +331,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int w = kNTilesS / 4; w > 0; w /= 2)
 #pragma unroll
           for (int n = 0; n < w; ++n) mx[n] = max(mx[n], mx[n + w]);
-        const float mh = (kMask && mx[0] == kMasked) ? kNegInf : __fmul_rn(unbias(mx[0]), dq[half]);
+        const float mh = (kMask && mx[0] == kMasked) ? kNegInf : __fmul_rn(to_float(mx[0]), dq[half]);
         m_blk = fmaxf(m_blk, mh);
       }
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
@@ -231,28 +341,30 @@ __global__ void __launch_bounds__(kThreads, 1)
       neg_shift[hr] = m_new == kNegInf ? 0.0f : kPOffset - m_new;
       m_row[hr] = m_new;
     }
+    SM90_TRACE(5);
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      float sum[2] = {0.0f, 0.0f};
+      float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four partial sums: short dependency chains
 #pragma unroll
       for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int32_t si = sacc[n][2 * hr + e];
-          float x = fmaf(unbias(si), dq[n / 8], neg_shift[hr]);
+          float x = fmaf(to_float(si), dq[n / 8], neg_shift[hr]);
           if constexpr (kMask) x = si == kMasked ? kNegInf : x;
           const float pv = ptx::exp2_approx(x);
           sacc[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S
-          sum[e] += pv;
+          sum[(n % 2) * 2 + e] += pv;
         }
-      l_row[hr] = l_row[hr] * alpha[hr] + (sum[0] + sum[1]);
+      l_row[hr] = l_row[hr] * alpha[hr] + ((sum[0] + sum[1]) + (sum[2] + sum[3]));
     }
-    auto pf = [&](int n, int e) { return __int_as_float(sacc[n][e]); };
+    SM90_TRACE(6);
+  };
 
-    // ---- P.V ----
+  // ---- P (fp32 bits in sacc) -> the wgmma A fragments ----
+  auto pack_p = [&] {
+    auto pf = [&](int n, int e) { return __int_as_float(sacc[n][e]); };
     if constexpr (Cfg::kFp8) {
-      // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout).
-      uint32_t pa[4][4];
 #pragma unroll
       for (int st = 0; st < 4; ++st) {
         const int n0 = 4 * st;
@@ -261,45 +373,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa[st][2] = attn::pack_e4m3x4(pf(n0 + 2, 0), pf(n0 + 2, 1), pf(n0 + 3, 0), pf(n0 + 3, 1));
         pa[st][3] = attn::pack_e4m3x4(pf(n0 + 2, 2), pf(n0 + 2, 3), pf(n0 + 3, 2), pf(n0 + 3, 3));
       }
-      float part[kNTilesO][4];
-      ptx::mbar_wait(&full_v[s], parity);
-      ptx::wgmma_fence();
-      const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
-      auto& pd = reinterpret_cast<float(&)[kNTilesO * 4]>(part);
-      if constexpr (kD == 128) {
-        ptx::wgmma_m64n128k32_e4m3_rs_zero(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
-#pragma unroll
-        for (int st = 1; st < 4; ++st)
-          ptx::wgmma_m64n128k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
-      } else {
-        ptx::wgmma_m64n64k32_e4m3_rs_zero(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
-#pragma unroll
-        for (int st = 1; st < 4; ++st)
-          ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
-      }
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int st = 0; st < 4; ++st)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
-#pragma unroll
-      for (int n = 0; n < kNTilesO; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[n][e])::"memory");
-      if (lane == 0) ptx::mbar_arrive(&empty_v[s]);
-      // Two-level accumulation: the block's partial product joins the fp32 accumulator.
-#pragma unroll
-      for (int n = 0; n < kNTilesO; ++n) {
-        acc[n][0] = fmaf(acc[n][0], alpha[0], part[n][0]);
-        acc[n][1] = fmaf(acc[n][1], alpha[0], part[n][1]);
-        acc[n][2] = fmaf(acc[n][2], alpha[1], part[n][2]);
-        acc[n][3] = fmaf(acc[n][3], alpha[1], part[n][3]);
-      }
     } else {
-      // Eight k16 steps of 16 keys, f16 P; the accumulator is rescaled first (skipped when no
-      // row of the warp moved its max: alpha == 1 exactly) and accumulated by the tensor cores.
-      uint32_t pa[8][4];
 #pragma unroll
       for (int st = 0; st < 8; ++st) {
         pa[st][0] = ptx::cvt_f16x2(pf(2 * st, 0), pf(2 * st, 1));
@@ -307,36 +381,27 @@ __global__ void __launch_bounds__(kThreads, 1)
         pa[st][2] = ptx::cvt_f16x2(pf(2 * st + 1, 0), pf(2 * st + 1, 1));
         pa[st][3] = ptx::cvt_f16x2(pf(2 * st + 1, 2), pf(2 * st + 1, 3));
       }
-      if (!__all_sync(0xffffffffu, alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+    }
+  };
+
+  // ---- after P.V of a block completed: fp8 folds the partial product with that block's alpha
+  // (two-level accumulation); fp16 rescales acc by the alpha of the block whose P.V comes next
+  // (skipped when no row of the warp moved its max: alpha == 1 exactly) ----
+  auto fold = [&](const float (&a)[2]) {
+    if constexpr (Cfg::kFp8) {
 #pragma unroll
-        for (int n = 0; n < kNTilesO; ++n) {
-          acc[n][0] *= alpha[0], acc[n][1] *= alpha[0];
-          acc[n][2] *= alpha[1], acc[n][3] *= alpha[1];
-        }
+      for (int n = 0; n < kNTilesO; ++n) {
+        acc[n][0] = fmaf(acc[n][0], a[0], part[n][0]);
+        acc[n][1] = fmaf(acc[n][1], a[0], part[n][1]);
+        acc[n][2] = fmaf(acc[n][2], a[1], part[n][2]);
+        acc[n][3] = fmaf(acc[n][3], a[1], part[n][3]);
       }
-      ptx::mbar_wait(&full_v[s], parity);
-      ptx::wgmma_fence();
-      const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
-      auto& ad = reinterpret_cast<float(&)[kNTilesO * 4]>(acc);
-      // The V slab of 64 channels c is 128 tokens x 128 bytes: a k16 step is 16 token rows
-      // (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in K 8 rows (SBO).
+    } else if (!__all_sync(0xffffffffu, a[0] == 1.0f && a[1] == 1.0f)) {
 #pragma unroll
-      for (int st = 0; st < 8; ++st) {
-        const uint64_t desc = ptx::wgmma_desc_mn_sw128(vt + st * 2048, kBlockK * 128, 1024);
-        if constexpr (kD == 128) ptx::wgmma_m64n128k16_f16_rs_tnb(ad, pa[st], desc);
-        else ptx::wgmma_m64n64k16_f16_rs_tnb(ad, pa[st], desc);
+      for (int n = 0; n < kNTilesO; ++n) {
+        acc[n][0] *= a[0], acc[n][1] *= a[0];
+        acc[n][2] *= a[1], acc[n][3] *= a[1];
       }
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-#pragma unroll
-      for (int st = 0; st < 8; ++st)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
-#pragma unroll
-      for (int n = 0; n < kNTilesO; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(acc[n][e])::"memory");
-      if (lane == 0) ptx::mbar_arrive(&empty_v[s]);
     }
   };
 
@@ -350,8 +415,67 @@ __global__ void __launch_bounds__(kThreads, 1)
     n_full = n_causal_full < n_full ? n_causal_full : n_full;
   }
   n_full = n_full < n_blocks ? n_full : n_blocks;
-  for (int j = 0; j < n_full; ++j) block(j, std::false_type{});
-  for (int j = n_full; j < n_blocks; ++j) block(j, std::true_type{});
+  auto softmax_of = [&](int j) {
+    if (j < n_full) softmax(j, std::false_type{});
+    else softmax(j, std::true_type{});
+  };
+
+  // Ping-pong turns (config.h): every GEMM issue phase of warpgroup cw waits for its turn and
+  // then hands the turn to the other. Warpgroup 1 gives warpgroup 0 the first turn and does not
+  // hand over after its last phase, so that every barrier completes as often as it is waited on
+  // (both warpgroups run n_blocks + 1 phases).
+  auto my_turn = [&] {
+    if constexpr (kPingPong) ptx::named_barrier_sync(kBarTurn + cw, kTurnThreads);
+  };
+  auto their_turn = [&](bool last) {
+    if constexpr (kPingPong)
+      if (!(last && cw == 1)) ptx::named_barrier_arrive(kBarTurn + (cw ^ 1), kTurnThreads);
+  };
+
+  if (n_blocks > 0) {
+    load_k_scales(0);
+    if constexpr (kPingPong)
+      if (cw == 1) ptx::named_barrier_arrive(kBarTurn, kTurnThreads);
+    my_turn();
+    issue_qk(0);
+    their_turn(false);
+    ptx::wgmma_wait<0>();
+    fence_s();
+    release(empty_k, 0);
+    softmax_of(0);  // alpha = 0 (no previous max); acc is zero
+    pack_p();
+    for (int j = 1; j < n_blocks; ++j) {
+      SM90_TRACE(0);
+      my_turn();
+      SM90_TRACE(1);
+      issue_qk(j);
+      SM90_TRACE(2);
+      issue_pv(j - 1);
+      their_turn(false);
+      SM90_TRACE(3);
+      ptx::wgmma_wait<1>();  // Q.K^T of j done; P.V of j - 1 may still run
+      fence_s();
+      SM90_TRACE(4);
+      release(empty_k, j);
+      const float alpha_prev[2] = {alpha[0], alpha[1]};
+      softmax_of(j);
+      ptx::wgmma_wait<0>();
+      fence_pv();
+      SM90_TRACE(7);
+      release(empty_v, j - 1);
+      if constexpr (Cfg::kFp8) fold(alpha_prev);
+      else fold(alpha);
+      pack_p();
+    }
+    SM90_TRACE_PRINT;
+    my_turn();
+    issue_pv(n_blocks - 1);
+    their_turn(true);
+    ptx::wgmma_wait<0>();
+    fence_pv();
+    release(empty_v, n_blocks - 1);
+    if constexpr (Cfg::kFp8) fold(alpha);
+  }
 
   // ---- epilogue ----
   const float* vs = p.v_scales + bhk * kD;

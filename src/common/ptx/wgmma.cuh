@@ -165,7 +165,9 @@ __device__ __forceinline__ void wgmma_m64n64k16_f16_rs_tnb(float (&d)[32], const
 }
 
 // D(64x128, s32) += A(64x32, s8) * B(32x128, s8)^T; A (rows x k) and B (columns x k) K-major in
-// shared memory, through descriptors.
+// shared memory, through descriptors. The 8-bit wrappers take kAccumulate = false for D = A * B
+// (scale-d = 0: D's previous contents are ignored, so it needs no initialization).
+template <bool kAccumulate = true>
 __device__ __forceinline__ void wgmma_m64n128k32_s8_ss(int32_t (&d)[64], uint64_t a_desc, uint64_t b_desc) {
 #if SAGEATTN_HAVE_WGMMA
   asm volatile(
@@ -199,7 +201,7 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8_ss(int32_t (&d)[64], uint64_
         "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
         "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]),
         "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
-      : "l"(a_desc), "l"(b_desc), "n"(1));
+      : "l"(a_desc), "l"(b_desc), "n"(kAccumulate ? 1 : 0));
 #else
   (void)d, (void)a_desc, (void)b_desc;
   __trap();
@@ -207,6 +209,7 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8_ss(int32_t (&d)[64], uint64_
 }
 
 // D(64x128, f32) += A(64x32, e4m3, registers) * B(32x128, e4m3, K-major in shared memory).
+template <bool kAccumulate = true>
 __device__ __forceinline__ void wgmma_m64n128k32_e4m3_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b_desc) {
 #if SAGEATTN_HAVE_WGMMA
   asm volatile(
@@ -240,49 +243,7 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3_rs(float (&d)[64], const u
         "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
         "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
         "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(1));
-#else
-  (void)d, (void)a, (void)b_desc;
-  __trap();
-#endif
-}
-
-// D(64x128, f32) = A(64x32, e4m3, registers) * B(32x128, e4m3, K-major in shared memory): D's
-// previous contents are ignored (scale-d = 0), so it needs no initialization.
-__device__ __forceinline__ void wgmma_m64n128k32_e4m3_rs_zero(float (&d)[64], const uint32_t (&a)[4], uint64_t b_desc) {
-#if SAGEATTN_HAVE_WGMMA
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, "
-      "%8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, "
-      "%24, %25, %26, %27, %28, %29, %30, %31, "
-      "%32, %33, %34, %35, %36, %37, %38, %39, "
-      "%40, %41, %42, %43, %44, %45, %46, %47, "
-      "%48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63 "
-      "}, {%64, %65, %66, %67}, %68, p, 1, 1;\n"
-      "}\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]),
-        "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]),
-        "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]),
-        "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]),
-        "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]),
-        "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]),
-        "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),
-        "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31]),
-        "=f"(d[32]), "=f"(d[33]), "=f"(d[34]), "=f"(d[35]),
-        "=f"(d[36]), "=f"(d[37]), "=f"(d[38]), "=f"(d[39]),
-        "=f"(d[40]), "=f"(d[41]), "=f"(d[42]), "=f"(d[43]),
-        "=f"(d[44]), "=f"(d[45]), "=f"(d[46]), "=f"(d[47]),
-        "=f"(d[48]), "=f"(d[49]), "=f"(d[50]), "=f"(d[51]),
-        "=f"(d[52]), "=f"(d[53]), "=f"(d[54]), "=f"(d[55]),
-        "=f"(d[56]), "=f"(d[57]), "=f"(d[58]), "=f"(d[59]),
-        "=f"(d[60]), "=f"(d[61]), "=f"(d[62]), "=f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(0));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(kAccumulate ? 1 : 0));
 #else
   (void)d, (void)a, (void)b_desc;
   __trap();
@@ -290,6 +251,7 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3_rs_zero(float (&d)[64], co
 }
 
 // D(64x64, f32) += A(64x32, e4m3, registers) * B(32x64, e4m3, K-major in shared memory).
+template <bool kAccumulate = true>
 __device__ __forceinline__ void wgmma_m64n64k32_e4m3_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b_desc) {
 #if SAGEATTN_HAVE_WGMMA
   asm volatile(
@@ -311,37 +273,7 @@ __device__ __forceinline__ void wgmma_m64n64k32_e4m3_rs(float (&d)[32], const ui
         "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
         "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
         "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(1));
-#else
-  (void)d, (void)a, (void)b_desc;
-  __trap();
-#endif
-}
-
-// D(64x64, f32) = A(64x32, e4m3, registers) * B(32x64, e4m3, K-major in shared memory): D's
-// previous contents are ignored (scale-d = 0), so it needs no initialization.
-__device__ __forceinline__ void wgmma_m64n64k32_e4m3_rs_zero(float (&d)[32], const uint32_t (&a)[4], uint64_t b_desc) {
-#if SAGEATTN_HAVE_WGMMA
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, "
-      "%8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, "
-      "%24, %25, %26, %27, %28, %29, %30, %31 "
-      "}, {%32, %33, %34, %35}, %36, p, 1, 1;\n"
-      "}\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]),
-        "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]),
-        "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]),
-        "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]),
-        "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]),
-        "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]),
-        "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),
-        "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(0));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "n"(kAccumulate ? 1 : 0));
 #else
   (void)d, (void)a, (void)b_desc;
   __trap();

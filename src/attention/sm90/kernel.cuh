@@ -39,15 +39,18 @@ namespace sageattn::sm90 {
 
 using attn::KernelParams;
 
-// Diagnostic (off by default): -DSAGEATTN_SM90_TRACE=<CTA x index> makes lane 0 of the first warp
-// of each consumer warpgroup of CTA (x, 0, 0) stamp the SM clock at the points SM90_TRACE(i) of
-// the main loop (i = 0 .. kTracePoints - 1, in order; 0 starts an iteration) and printf the mean
-// cycles per block between consecutive points; bench/NOTES.md reads these.
+// Diagnostic (off by default): -DSAGEATTN_SM90_TRACE=<CTA x index> makes lane 0 of every consumer
+// warp of CTA (x, 0, 0) stamp the SM clock at the points SM90_TRACE(i) of
+// the main loop (0 starts an iteration; 1 K landed, 2 Q.K^T issued, 3 P.V issued, 4 Q.K^T done,
+// 5 row max, 6 exponentials, 7 P.V done) and printf the mean cycles per block spent before each
+// point; bench/NOTES.md reads these. Caution: the trace's registers make ptxas serialize the wgmmas
+// (warning C7512, a wait after each): the issue phases then include the GEMMs' execution, and the
+// build runs ~30% slower; read the softmax phases only.
 #ifdef SAGEATTN_SM90_TRACE
-inline constexpr int kTracePoints = 8;
+inline constexpr int kTracePoints = 10;
 #define SM90_TRACE_DECL                                                                           \
   const bool trace_on = blockIdx.x == SAGEATTN_SM90_TRACE && blockIdx.y == 0 && blockIdx.z == 0 && \
-                        w4 == 0 && lane == 0;                                                     \
+                        lane == 0;                                                                \
   long long trace_last = 0, trace_sum[kTracePoints] = {};                                         \
   int trace_n = 0;
 #define SM90_TRACE(i)                                        \
@@ -59,15 +62,24 @@ inline constexpr int kTracePoints = 8;
       trace_n += (i) == 0;                                   \
     }                                                        \
   } while (0)
+// SM90_TRACE_READY(i, bar, parity): adds 1000 to slot i when the wait that follows finds the phase
+// incomplete (a non-blocking test; try_wait itself may suspend in hardware, so a wait that never
+// retries proves nothing): slot i prints per mille of iterations.
+#define SM90_TRACE_READY(i, bar, parity)                                    \
+  do {                                                                      \
+    if (trace_on && !ptx::mbar_test(bar, parity)) trace_sum[i] += 1000; \
+  } while (0)
 #define SM90_TRACE_PRINT                                                                           \
   if (trace_on && trace_n > 2) {                                                                   \
-    printf("sm90 trace wg %d iterations %d, mean cycles before point:", cw, trace_n);              \
-    for (int i = 0; i < kTracePoints; ++i) printf(" %d:%lld", i, trace_sum[i] / trace_n);          \
-    printf("\n");                                                                                  \
+    long long t_[kTracePoints];                                                                    \
+    for (int i = 0; i < kTracePoints; ++i) t_[i] = trace_sum[i] / trace_n;                        \
+    printf("sm90 trace wg %d warp %d n %d: %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld\n", cw, \
+           w4, trace_n, t_[0], t_[1], t_[2], t_[3], t_[4], t_[5], t_[6], t_[7], t_[8], t_[9]);      \
   }
 #else
 #define SM90_TRACE_DECL
 #define SM90_TRACE(i) ((void)0)
+#define SM90_TRACE_READY(i, bar, parity) ((void)0)
 #define SM90_TRACE_PRINT
 #endif
 
@@ -240,7 +252,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   // ---- S = Q8 K8^T of block j (issued, not waited for) ----
   auto issue_qk = [&](int j) {
     const int s = j % kStages;
+    SM90_TRACE_READY(8, &full_k[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_k[s], uint32_t(j / kStages) & 1u);
+    SM90_TRACE(1);
     ptx::wgmma_fence();
     auto& sd = reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc);
     const uint32_t kt = k_addr + s * Cfg::kKTileBytes;
@@ -256,6 +270,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // ---- P.V of block j (issued, not waited for): fp8 into part, fp16 into acc ----
   auto issue_pv = [&](int j) {
     const int s = j % kStages;
+    SM90_TRACE_READY(9, &full_v[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_v[s], uint32_t(j / kStages) & 1u);
     ptx::wgmma_fence();
     const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
@@ -447,7 +462,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int j = 1; j < n_blocks; ++j) {
       SM90_TRACE(0);
       my_turn();
-      SM90_TRACE(1);
       issue_qk(j);
       SM90_TRACE(2);
       issue_pv(j - 1);

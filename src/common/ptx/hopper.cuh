@@ -31,6 +31,11 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   }
 }
 
+// Whether the phase of parity `parity` of `bar` has completed, without waiting (diagnostics).
+__device__ __forceinline__ bool mbar_test(uint64_t* bar, uint32_t parity) {
+  return cuda::ptx::mbarrier_test_wait_parity(bar, parity);
+}
+
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) { (void)cuda::ptx::mbarrier_arrive(bar); }
 
 // One arrival that also expects `bytes` more transaction bytes in the current phase.

@@ -3,6 +3,9 @@
 // binding -> API (validate, fill Params) -> dispatch (this file) -> backend launch -> kernel.
 #include "sageattn/attention.h"
 
+#include <new>
+#include <stdexcept>
+
 #include "api/gpu_backend.h"
 #include "api/validate.h"
 #include "common/check.h"
@@ -20,17 +23,33 @@ std::size_t workspace_size(const detail::AttentionParams& p) {
   return p.backend == Backend::kCpu ? 0 : detail::gpu_workspace_size(p);
 }
 
+// A backend's host allocation failed (e.g. the CPU backend's scratch for a valid view broadcast
+// to 2^50 rows by zero strides): an Error like every other failure. The CPU backend computes
+// before it writes, so there out and lse are still untouched.
+Error host_out_of_memory(const detail::AttentionParams& p) {
+  return Error(ErrorCode::kOutOfMemory,
+               detail::concat("out of host memory for this call (batch ", p.batch, ", heads_q ",
+                              p.heads_q, ", seqlen_q ", p.seqlen_q, ", seqlen_k ", p.seqlen_k,
+                              ", head_dim ", p.head_dim, ")"));
+}
+
 // The one dispatch point from resolved params to a backend.
 void dispatch(const detail::AttentionParams& p, Workspace workspace, Stream stream) {
   const std::size_t need = workspace_size(p);
   if (workspace.data != nullptr)
     SAGEATTN_CHECK(workspace.bytes >= need, "workspace has ", workspace.bytes,
                    " bytes but this call needs ", need);
-  switch (p.backend) {
-    case Backend::kCpu: cpu::run_attention(p); return;
-    case Backend::kSm80:
-    case Backend::kSm90: detail::run_gpu_attention(p, workspace, stream); return;
-    case Backend::kAuto: break;
+  try {
+    switch (p.backend) {
+      case Backend::kCpu: cpu::run_attention(p); return;
+      case Backend::kSm80:
+      case Backend::kSm90: detail::run_gpu_attention(p, workspace, stream); return;
+      case Backend::kAuto: break;
+    }
+  } catch (const std::bad_alloc&) {
+    throw host_out_of_memory(p);
+  } catch (const std::length_error&) {  // a std::vector longer than max_size(): the same
+    throw host_out_of_memory(p);
   }
   throw Error(ErrorCode::kInternal, "dispatch: backend was not resolved");
 }

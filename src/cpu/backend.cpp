@@ -28,8 +28,13 @@ SeqRange seq_range(const AttentionParams& p, int64_t b) {
 SeqView make_seq(const void* base, DType dtype, int64_t b, int64_t token0, int64_t heads,
                  int64_t tokens, int64_t dim, int64_t sb, int64_t sh, int64_t sn) {
   SeqView s;
-  const int64_t off = b * sb + token0 * sn;
-  s.data = const_cast<char*>(static_cast<const char*>(base)) + off * int64_t(dtype_size(dtype));
+  s.data = const_cast<void*>(base);
+  // An empty view is never read, and its strides may be anything (2^62, with null data): its
+  // offset is neither computed nor applied (int64 overflow, pointer arithmetic on null).
+  if (heads > 0 && tokens > 0) {
+    const int64_t off = b * sb + token0 * sn;
+    s.data = static_cast<char*>(s.data) + off * int64_t(dtype_size(dtype));
+  }
   s.dtype = dtype;
   s.heads = heads;
   s.tokens = tokens;
@@ -56,6 +61,9 @@ void run_attention(const AttentionParams& p, const TileConfig& tiles) {
   cfg.mask = p.mask;
   cfg.scale = p.scale;
   const int64_t dim = p.head_dim;
+  // No query rows, nothing to write: return before anything per sequence is allocated (empty
+  // tensors may carry any batch size, 2^40 included).
+  if (p.heads_q == 0 || (p.is_varlen() ? p.cu_seqlens_q[p.batch] == 0 : p.seqlen_q == 0)) return;
 
   // Compute every sequence first, write after: a failure leaves out/lse untouched.
   struct Result {

@@ -11,7 +11,10 @@
 //    1/sqrt(D) bit for bit, HND == NHD, GQA/MQA == MHA with K/V copied, padded strides, varlen ==
 //    dense per sequence, caller workspace of 0 bytes;
 //  - the small public helpers: make_view, make_contiguous_view, to_string, dtype_size,
-//    resolve_pv_mode, gpu_available (false here), version.
+//    resolve_pv_mode, gpu_available (false here), version;
+//  - the valid calls fuzz/fuzz_attention.cpp found failing (FuzzFound.*): no query rows with a
+//    batch of 2^40, empty K/V with 2^62 strides, a host allocation failure (an Error, not
+//    std::bad_alloc).
 // Deterministic: inputs come from fixed seeds. Tests marked "LIBRARY GAP" fail on purpose until
 // the library is fixed.
 #include <gtest/gtest.h>
@@ -1243,6 +1246,59 @@ TEST(EdgeValues, HugeFiniteScaleIsRejectedOrComputed) {
   for (int64_t i = 0; i < c.lse_numel(); ++i)
     ASSERT_TRUE(std::isfinite(c.lse_buf[i])) << "row " << i << " of an unmasked call has lse "
                                              << c.lse_buf[i];
+}
+
+// ---------------------------------------------------------------- edge values found by fuzzing
+// fuzz/fuzz_attention.cpp found these; each was a valid call that failed.
+
+// No query rows but a batch of 2^40 (empty tensors may carry any batch; K/V here are one real row
+// broadcast by zero strides). The CPU backend allocated a record per batch item before looking:
+// std::bad_alloc escaped instead of an immediate, successful return.
+TEST(FuzzFound, NoQueryRowsWithHugeBatchReturnsAtOnce) {
+  const int64_t b = int64_t{1} << 40;
+  std::vector<uint16_t> kv_row(64, 0x3F80);  // bf16 1.0
+  const TensorView kv = sa::make_view(kv_row.data(), DType::kBF16, {b, 2, 5, 64}, {0, 0, 0, 1});
+  const TensorView q = sa::make_view(nullptr, DType::kBF16, {b, 4, 0, 64}, {0, 0, 64, 1});
+  const TensorView lse = sa::make_view(nullptr, DType::kF32, {b, 4, 0}, {0, 0, 1});
+  ASSERT_NO_THROW(sa::attention(q, kv, kv, q, AttentionOptions{}, lse));
+  const TensorView q_no_heads = sa::make_view(nullptr, DType::kBF16, {b, 0, 7, 64}, {0, 0, 64, 1});
+  ASSERT_NO_THROW(sa::attention(q_no_heads, kv, kv, q_no_heads));
+}
+
+// K and V with no token, null data and a batch stride of 2^62 (any stride is valid on an empty
+// view): the CPU backend computed b * stride * 2 in int64 (signed overflow) and offset a null
+// pointer, undefined behaviour that UBSan reports. Every row sees no key: 0 and -inf.
+TEST(FuzzFound, EmptyKvWithHugeStridesIsNeverOffset) {
+  const int64_t b = 3, h = 2, n = 4, d = 8;
+  std::vector<uint16_t> q(b * h * n * d, 0x3F80), out(q.size(), kPoison16);
+  std::vector<float> lse(b * h * n, 1.0f);
+  const TensorView kv = sa::make_view(nullptr, DType::kBF16, {b, h, 0, d},
+                                      {int64_t{1} << 62, -(int64_t{1} << 61), 8, 1});
+  ASSERT_NO_THROW(sa::attention(sa::make_contiguous_view(q.data(), DType::kBF16, {b, h, n, d}), kv,
+                                kv, sa::make_contiguous_view(out.data(), DType::kBF16, {b, h, n, d}),
+                                AttentionOptions{},
+                                sa::make_contiguous_view(lse.data(), DType::kF32, {b, h, n})));
+  for (uint16_t x : out) ASSERT_EQ(x, kBf16Zero);
+  for (float x : lse) ASSERT_EQ(x, kNegInf);
+}
+
+// A valid view broadcast to 2^50 query rows by zero strides needs petabytes of host scratch:
+// the failed allocation must be an Error (kOutOfMemory, error.h), not std::bad_alloc, and out
+// stays untouched.
+TEST(FuzzFound, HostAllocationFailureIsAnOutOfMemoryError) {
+  const int64_t n = int64_t{1} << 50;
+  std::vector<uint16_t> row(8, 0x3F80), out(8, kPoison16);
+  const TensorView q = sa::make_view(row.data(), DType::kBF16, {1, 1, n, 8}, {0, 0, 0, 1});
+  const TensorView kv = sa::make_contiguous_view(row.data(), DType::kBF16, {1, 1, 1, 8});
+  const TensorView o = sa::make_view(out.data(), DType::kBF16, {1, 1, n, 8}, {0, 0, 0, 1});
+  try {
+    sa::attention(q, kv, kv, o);
+    FAIL() << "a call needing 2^55 bytes of scratch succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kOutOfMemory) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1125899906842624"), std::string::npos) << e.what();
+  }
+  for (uint16_t x : out) EXPECT_EQ(x, kPoison16);
 }
 
 }  // namespace

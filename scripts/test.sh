@@ -8,8 +8,12 @@
 #    only what is missing, the package with --no-build-isolation), then pytest tests/python.
 #    Without a GPU (or with the cpu preset) the extension is built CPU-only, to keep CI quick;
 #    with a GPU, the CUDA library for that GPU's arch only.
-# Ends with two summary lines, "ctest: N passed, N failed, N skipped" and
-# "pytest: N passed, N failed, N skipped"; the exit status is non-zero if either step failed.
+# 3. A bounded fuzz run (fuzz/run.sh, SAGEATTN_FUZZ_SECONDS, default 60 s, plus about 30 s to build
+#    build/fuzz): libFuzzer under ASan + UBSan over the host API on the CPU backend. Skipped, with
+#    a message, where no clang with libFuzzer is installed. (ctest already replayed the corpus.)
+# Ends with three summary lines, "ctest: N passed, N failed, N skipped",
+# "pytest: N passed, N failed, N skipped" and "fuzz: N runs, N crashes"; the exit status is
+# non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
@@ -66,6 +70,17 @@ else
   [ "$py_rc" -eq 5 ] && pytest_line="pytest: no test collected"
 fi
 set -e
+
+# ---- a bounded fuzz run ----
+fuzzlog="build/fuzz-run.log"
+set +e
+fuzz/run.sh "${SAGEATTN_FUZZ_SECONDS:-60}" 2>&1 | tee "$fuzzlog"
+fuzz_rc=${PIPESTATUS[0]}
+set -e
+fuzz_line="$(grep '^fuzz: ' "$fuzzlog" | tail -n 1)"
+[ -n "$fuzz_line" ] || fuzz_line="fuzz: no summary (see $fuzzlog)"
+
 echo "$ctest_line"
 echo "$pytest_line"
-[ "$rc" -eq 0 ] && [ "$py_rc" -eq 0 ]
+echo "$fuzz_line"
+[ "$rc" -eq 0 ] && [ "$py_rc" -eq 0 ] && [ "$fuzz_rc" -eq 0 ]

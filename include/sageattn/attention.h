@@ -7,6 +7,20 @@
 // throws sageattn::Error naming the bad value and leaves `out` and `lse` unwritten. Host tensors
 // (device == kHostDevice) run on the CPU backend, which is also the reference implementation;
 // GPU tensors run on the stream given, never on the default stream unless that is what is given.
+//
+// Threads, determinism, CUDA graphs (tests/gpu/test_gpu_hardening.cu):
+//  - Every entry point may be called from any number of host threads at once, on any streams. The
+//    library keeps no per-call state outside the call's own workspace (its only globals: an atomic
+//    per-device cache and a driver entry point looked up once, both thread-safe).
+//  - The same inputs and options give bit-identical `out` and `lse` on the same device and build,
+//    whatever the stream, the workspace and the calls running beside it: every reduction has a
+//    fixed order (docs/NUMERICS.md §2).
+//  - A GPU call can be captured into a CUDA graph (any capture mode) on a non-default stream: all of
+//    its device work is enqueued on that stream (a memset, the K/V quantizer and the attention
+//    kernel; with no caller workspace, also the cudaMallocAsync / cudaFreeAsync of its own, which
+//    become graph memory nodes) and nothing waits for the host. The graph keeps the call's pointers, shapes and
+//    options: a replay reads whatever its inputs hold then. Drivers older than CUDA 12.3 cannot
+//    load a kernel module during capture: there, make one direct call of the same kind first.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +51,11 @@ struct AttentionOptions {
 
 // Caller-supplied scratch memory, on the same device as the tensors. When `data` is null the
 // library allocates what it needs itself (host: operator new; GPU: cudaMallocAsync on the
-// stream). When given, `bytes` must be at least the matching *_workspace_size().
+// stream, freed with cudaFreeAsync after the call's kernels: safe with concurrent calls). When
+// given, `bytes` must be at least the matching *_workspace_size() (a function of the shapes and
+// options only), and the memory is the call's until its work on its stream has finished: calls on
+// one stream may share a workspace, calls that may run at the same time (other streams, other
+// threads' streams, concurrent graph launches) must not. A captured graph uses it at every launch.
 struct Workspace {
   void* data = nullptr;
   std::size_t bytes = 0;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <string>
 
+#include "attention/common/launch_common.h"
 #include "attention/sm80/launch.h"
 #include "attention/sm90/launch.h"
 #include "common/check.h"
@@ -93,7 +94,22 @@ bool gpu_backend_supports(Backend backend, int cc) noexcept {
   }
 }
 
+// The grid limits of the kernels (attn::kMaxGridYZ: grid y holds the query heads, grid z the
+// sequences): the sm80 launcher slices more sequences into several launches; the sm90 one does not
+// yet (its TMA descriptors address the quantized K/V by absolute head index), so sm90 refuses
+// such calls and automatic dispatch sends them to sm80.
+static const char* grid_limit_reason(const AttentionParams& p) {
+  if (p.heads_q > attn::kMaxGridYZ) return "more than 65535 query heads (the kernels' grid y limit)";
+  if (p.backend == Backend::kSm90 && p.batch > attn::kMaxGridYZ)
+    return "more than 65535 sequences (the sm90 kernels' grid z limit; the sm80 kernels take them)";
+  return nullptr;
+}
+
 bool gpu_backend_serves(const AttentionParams& p, const char** why) {
+  if (const char* reason = grid_limit_reason(p)) {
+    if (why) *why = reason;
+    return false;
+  }
   if (p.backend == Backend::kSm90) return sm90::serves(p, why);
   if (why) *why = nullptr;
   return true;
@@ -102,7 +118,7 @@ bool gpu_backend_serves(const AttentionParams& p, const char** why) {
 bool gpu_auto_prefers_sm90(const AttentionParams& p) {
   AttentionParams q = p;
   q.backend = Backend::kSm90;
-  return sm90::serves(q) && sm90::preferred(q);
+  return grid_limit_reason(q) == nullptr && sm90::serves(q) && sm90::preferred(q);
 }
 
 void run_gpu_attention(const AttentionParams& p, Workspace workspace, Stream stream) {

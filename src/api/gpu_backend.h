@@ -24,7 +24,7 @@ bool gpu_backend_supports(Backend backend, int cc) noexcept;
 
 // Whether the backend named in params.backend can run these validated params with their resolved
 // pv_mode (the sm90 kernels cover a subset: src/attention/sm90/launch.h); when not, `why` (if not
-// null) receives the reason. Always true for kSm80.
+// null) receives the reason. For kSm80, false only past the grid limit of 65535 query heads.
 bool gpu_backend_serves(const AttentionParams& params, const char** why = nullptr);
 
 // Automatic dispatch on a device that has both backends: whether sm90 should run these params

@@ -183,6 +183,38 @@ SAGEATTN_HD int8_t int8_quantize(float x, float inv_scale) {
   return static_cast<int8_t>(static_cast<int>(r));
 }
 
+// ---------------------------------------------------------------- special values
+// (docs/NUMERICS.md, "Special values".)
+inline constexpr uint32_t kF32InfBits = 0x7F800000u;
+// The largest finite bf16 (0x7F7F), as float.
+inline constexpr float kBf16Max = 3.38953139e38f;
+
+// |x| as it enters an amax (a Q/K group's or a V channel's largest magnitude), with NaN counted as
+// +inf. max() would skip a NaN and quantize the rest of its group as if it were not there (the NaN
+// itself becoming code 0: a finite, wrong result); counted as +inf it makes the group's amax +inf,
+// which the quantization rules turn into NaN logits (Q, K) or a NaN channel scale (V).
+SAGEATTN_HD float amax_abs(float x) {
+  const uint32_t u = float_bits(x) & 0x7FFFFFFFu;
+  return bits_float(u > kF32InfBits ? kF32InfBits : u);
+}
+
+// Whether an amax is usable as a quantization range: neither +inf nor NaN (an empty sequence's
+// -inf and 0 are usable: they become kMinAmax or the scale of an all-zero channel).
+SAGEATTN_HD bool amax_is_finite(float amax) { return amax < bits_float(kF32InfBits); }
+
+// x clamped to [-max, max], NaN unchanged: the output rounding. An attention output is a convex
+// combination of V rows, so its exact value never exceeds the output dtype's range; only the
+// quantized algorithm's rounding can push a result near the dtype's largest value past it: P
+// rounded up to fp8 / fp16 while the row sum l is not (a result a few percent above max |v|), or
+// fp32 overflowing to inf on the way (bf16 values near 3.4e38). The nearest finite value is the
+// right answer there. Non-finite inputs never reach this as +-inf: they give NaN (docs/NUMERICS.md,
+// "Special values").
+SAGEATTN_HD float saturate(float x, float max) {
+  const uint32_t u = float_bits(x), mag = u & 0x7FFFFFFFu;
+  if (mag > float_bits(max) && mag <= kF32InfBits) return bits_float((u & 0x80000000u) | float_bits(max));
+  return x;
+}
+
 // ---------------------------------------------------------------- fp16 V scale
 // The exponent e of the fp16-mode V channel scale 2^e for a channel whose largest |v| is `amax`
 // (layout.h, kFp16VKeep* and kFp16VTargetExp): 0 when amax lies in [2^kFp16VKeepMinExp,

@@ -44,9 +44,12 @@ SeqView make_seq(const void* base, DType dtype, int64_t b, int64_t token0, int64
   return s;
 }
 
+// Rounds an output to its dtype, magnitudes beyond the dtype's range (+-inf included) saturated to
+// its largest value and NaN kept (num::saturate; the GPU epilogue does the same).
 void store(void* base, DType dtype, int64_t off, float x) {
   auto* p = static_cast<uint16_t*>(base) + off;
-  *p = dtype == DType::kBF16 ? num::bf16_from_float(x) : num::fp16_from_float(x);
+  *p = dtype == DType::kBF16 ? num::bf16_from_float(num::saturate(x, num::kBf16Max))
+                             : num::fp16_from_float(num::saturate(x, kFp16Max));
 }
 
 }  // namespace

@@ -104,10 +104,12 @@ void quantize_int8(const float* x, int64_t tokens, int64_t dim, const GroupSpec&
   std::vector<float> amax(n_groups, 0.0f);
   for (int64_t n = 0; n < tokens; ++n) {
     float& a = amax[groups.group_of(n)];
-    for (int64_t d = 0; d < dim; ++d) a = std::max(a, std::fabs(x[n * dim + d]));
+    for (int64_t d = 0; d < dim; ++d) a = std::max(a, num::amax_abs(x[n * dim + d]));
   }
   std::vector<float> inv(n_groups);
   for (int64_t g = 0; g < n_groups; ++g) {
+    // A group holding NaN or inf has amax +inf: inv 0 (every code 0) and scale +inf, so that each
+    // logit it takes part in is 0 * inf = NaN (docs/NUMERICS.md, "Special values").
     const float a = std::max(amax[g], kMinAmax);
     inv[g] = kInt8Max / a;
     scales[g] = (a / kInt8Max) * factor;
@@ -122,11 +124,20 @@ void quantize_v(const float* x, int64_t tokens, int64_t dim, PvMode mode, const 
                 float* values, float* scales, uint8_t* codes) {
   std::vector<float> amax(dim, 0.0f);
   for (int64_t n = 0; n < tokens; ++n)
-    for (int64_t d = 0; d < dim; ++d) amax[d] = std::max(amax[d], std::fabs(x[n * dim + d]));
+    for (int64_t d = 0; d < dim; ++d) amax[d] = std::max(amax[d], num::amax_abs(x[n * dim + d]));
   std::vector<float> inv(dim);
+  // A channel holding NaN or inf (amax +inf): scale NaN, so that the channel's output is NaN in
+  // every row; its codes are those of multiplier 1 (docs/NUMERICS.md, "Special values").
+  auto nonfinite_channel = [&](int64_t d) {
+    if (num::amax_is_finite(amax[d])) return false;
+    scales[d] = std::numeric_limits<float>::quiet_NaN();
+    inv[d] = 1.0f;
+    return true;
+  };
   if (is_fp8(mode)) {
     const float range = mode == PvMode::kFp8 ? kFp8E4M3Max : tiles.fp16acc_v_range();
     for (int64_t d = 0; d < dim; ++d) {
+      if (nonfinite_channel(d)) continue;
       const float a = std::max(amax[d], kMinAmax);
       inv[d] = range / a;
       scales[d] = a / range;
@@ -139,6 +150,7 @@ void quantize_v(const float* x, int64_t tokens, int64_t dim, PvMode mode, const 
       }
   } else if (mode == PvMode::kFp16) {
     for (int64_t d = 0; d < dim; ++d) {
+      if (nonfinite_channel(d)) continue;
       const int e = num::fp16_v_exponent(amax[d]);
       scales[d] = std::ldexp(1.0f, e);
       inv[d] = std::ldexp(1.0f, -e);
@@ -263,13 +275,16 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
       m = m_new;
     }
     float* orow = out + (h * nq + i) * dim;
-    if (l > 0.0f) {
+    // l is 0 exactly when the row sees no key (every visible key adds P >= 1 at the row max); a
+    // NaN l (a NaN logit) is not "nothing visible": it yields NaN, like SDPA.
+    const bool nothing_visible = l == 0.0f;
+    if (!nothing_visible) {
       for (int64_t d = 0; d < dim; ++d) orow[d] = acc[d] / l * kv.v_scales[d] + kv.v_mean[d];
     } else {
       std::fill(orow, orow + dim, 0.0f);
     }
     if (lse) {
-      if (l > 0.0f) {
+      if (!nothing_visible) {
         double q_km = 0.0;  // undoes K smoothing: logits of K = logits of K' + q . km
         for (int64_t d = 0; d < dim; ++d)
           q_km += static_cast<double>(qf[i * dim + d]) * static_cast<double>(kv.k_mean[d]);

@@ -366,8 +366,10 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
 #pragma unroll
       for (int j = 0; j < kCpt; ++j) {
         sum[j] = __fadd_rn(sum[j], x[j]);
-        lo[j] = fminf(lo[j], x[j]);
-        hi[j] = fmaxf(hi[j], x[j]);
+        // A NaN counts as both -inf and +inf (fminf / fmaxf would skip it), so that the channel's
+        // amax comes out +inf, as the reference's num::amax_abs makes it.
+        lo[j] = fminf(lo[j], fmaxf(x[j], -INFINITY));
+        hi[j] = fmaxf(hi[j], fminf(x[j], INFINITY));
       }
     }
 #pragma unroll
@@ -468,7 +470,12 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
       if (p.smooth_v == Smoothing::kOn && hd.len > 0) vm = __fdiv_rn(vs, count);
       // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
       const float amax = fmaxf(__fsub_rn(vmax, vm), __fsub_rn(vm, vmin));
-      if (p.pv_mode == PvMode::kFp16) {
+      if (!num::amax_is_finite(amax)) {
+        // A channel holding NaN or inf (amax +inf, or NaN through a non-finite mean): scale NaN,
+        // multiplier 1, as in the reference (docs/NUMERICS.md, "Special values").
+        scale = __int_as_float(0x7FC00000);
+        inv = 1.0f;
+      } else if (p.pv_mode == PvMode::kFp16) {
         const int e = num::fp16_v_exponent(amax);
         scaled = e != 0;
         scale = ldexpf(1.0f, e);
@@ -657,7 +664,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
       float x[8];
       widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(__fsub_rn(x[e], km[e])));
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, num::amax_abs(__fsub_rn(x[e], km[e])));
     }
   }
   // Lanes of one group: the whole warp (one group per block), or the 2 rows of a per-thread

@@ -66,6 +66,28 @@ KernelParams make_kernel_params(const detail::AttentionParams& p, const quant::K
   return kp;
 }
 
+KernelParams slice_batches(const KernelParams& kp, int64_t b0, int64_t nb, int kernel_hd,
+                           const TileConfig& tiles, int v_elem_bytes) {
+  KernelParams s = kp;
+  s.batch = nb;
+  if (kp.cu_seqlens_q) {
+    s.cu_seqlens_q = kp.cu_seqlens_q + b0;
+    s.cu_seqlens_k = kp.cu_seqlens_k + b0;
+  } else {
+    s.q = static_cast<const uint16_t*>(kp.q) + b0 * kp.q_stride_b;
+    s.out = static_cast<uint16_t*>(kp.out) + b0 * kp.o_stride_b;
+    if (kp.lse) s.lse = kp.lse + b0 * kp.lse_stride_b;
+  }
+  const int64_t heads = b0 * kp.heads_kv, np = kp.seqlen_k_padded;
+  s.k_codes = kp.k_codes + heads * np * kernel_hd;
+  s.k_scales = kp.k_scales + heads * tiles.k_groups(kp.granularity).num_groups(np);
+  s.k_mean = kp.k_mean + heads * kernel_hd;
+  s.v_codes = static_cast<const uint8_t*>(kp.v_codes) + heads * np * kernel_hd * v_elem_bytes;
+  s.v_scales = kp.v_scales + heads * kernel_hd;
+  s.v_mean = kp.v_mean + heads * kernel_hd;
+  return s;
+}
+
 DeviceGuard::DeviceGuard(int device) {
   SAGEATTN_CUDA_CHECK(cudaGetDevice(&previous_));
   if (previous_ != device) SAGEATTN_CUDA_CHECK(cudaSetDevice(device));

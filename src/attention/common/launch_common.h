@@ -27,6 +27,18 @@ quant::KvQuantParams make_quant_params(const detail::AttentionParams& p, const T
 // The kernels' device parameters: the user's tensors from p, the quantized K/V from qp (bound).
 KernelParams make_kernel_params(const detail::AttentionParams& p, const quant::KvQuantParams& qp);
 
+// The attention kernels' grid is (query tiles, heads_q, batch), and CUDA caps a grid's y and z
+// at 65535. The API refuses more query heads (detail::gpu_backend_serves); a launcher with more
+// sequences than this launches them in slices (slice_batches).
+inline constexpr int64_t kMaxGridYZ = 65535;
+
+// The kernel parameters of sequences [b0, b0 + nb) of kp as a call of its own: the user tensors
+// (dense: offset by b0 batch strides; varlen: cu_seqlens offset by b0, token offsets stay absolute)
+// and the quantized K/V buffers (offset by b0 * heads_kv heads of the padded layout: kernel_hd
+// channels, seqlen_k_padded tokens, the K groups of `tiles`, V elements of v_elem_bytes bytes).
+KernelParams slice_batches(const KernelParams& kp, int64_t b0, int64_t nb, int kernel_hd,
+                           const TileConfig& tiles, int v_elem_bytes);
+
 // Makes `device` current for the lifetime of the guard.
 class DeviceGuard {
  public:

@@ -81,7 +81,7 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
     float a = 0.0f, dot = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      a = fmaxf(a, fabsf(x[j]));
+      a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
       if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
     }
     // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
@@ -115,21 +115,25 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
 
 // Stores half hr (rows g or g + 8 of an m16 tile) of one output row from a thread's m16n8
 // accumulator fragments acc[n] (columns 8n + 2t, 8n + 2t + 1): O = acc / l * v_scale + v_mean,
-// rounded to the output dtype; zeros when l == 0 (nothing visible). o_row: element offset of
-// the row in p.out. vs, vmn: this KV head's V scales and means.
+// rounded to the output dtype with magnitudes beyond its range (+-inf included) saturated and NaN
+// kept (num::saturate); zeros when l == 0 (nothing visible). A NaN l (a NaN logit) is not
+// "nothing visible": the row comes out NaN. o_row: element offset of the row in p.out. vs, vmn:
+// this KV head's V scales and means.
 template <int kNTiles>
 __device__ __forceinline__ void store_out_row(const KernelParams& p, int64_t o_row,
                                               const float (&acc)[kNTiles][4], int hr, float l, int t,
                                               const float* vs, const float* vmn) {
-  const float inv_l = l > 0.0f ? 1.0f / l : 0.0f;
+  const bool visible = l != 0.0f;
+  const float inv_l = visible ? 1.0f / l : 0.0f;
+  const float o_max = p.bf16 ? num::kBf16Max : kFp16Max;
 #pragma unroll
   for (int n = 0; n < kNTiles; ++n) {
     const int c = n * 8 + 2 * t;
     if (c >= p.head_dim) continue;
     float o0 = 0.0f, o1 = 0.0f;
-    if (l > 0.0f) {
-      o0 = acc[n][2 * hr] * inv_l * vs[c] + vmn[c];
-      o1 = acc[n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1];
+    if (visible) {
+      o0 = num::saturate(acc[n][2 * hr] * inv_l * vs[c] + vmn[c], o_max);
+      o1 = num::saturate(acc[n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1], o_max);
     }
     uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row + c;
     uint16_t u0, u1;
@@ -146,11 +150,12 @@ __device__ __forceinline__ void store_out_row(const KernelParams& p, int64_t o_r
 }
 
 // The LSE of one row (natural log, of the original logits): m (base-2 running max, lowered by
-// p_offset in the fp8 modes) and l (the full row sum); -inf when nothing was visible.
+// p_offset in the fp8 modes) and l (the full row sum); -inf when nothing was visible (l == 0),
+// NaN when l is NaN.
 __device__ __forceinline__ void store_lse(const KernelParams& p, const SeqBounds& sb, int64_t b, int64_t h,
                                           int64_t row, float m, float l, float p_offset, float q_km) {
   float lse = -std::numeric_limits<float>::infinity();
-  if (l > 0.0f) {
+  if (l != 0.0f) {
     const float lse2 = m + __log2f(l) - p_offset;
     lse = lse2 * static_cast<float>(kLn2) + (p.smooth_k ? p.scale * q_km : 0.0f);
   }

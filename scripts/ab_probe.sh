@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# A/B probe for kernel changes on the device: builds a baseline source tree (AB_OLD_SRC, default
+# .probe/old; make it here with `mkdir -p .probe/old && git archive <rev> | tar -x -C .probe/old`,
+# add .probe/ to .git/info/exclude and pass carry [".probe"] to the device tool) and the working
+# tree (variants via AB_VARIANTS "-Dx|-Dy", '' = plain), then times a few problems with each
+# (AB_PROBS "hd:N:causal ..."). AB_OLD=0 skips the baseline; AB_TESTS=1 also runs
+# test_gpu_attention and test_gpu_hardening of the first variant. Logs under $OUT.
+set -uo pipefail
+out="${OUT:-/tmp/ab_out}"; mkdir -p "$out"
+probs="${AB_PROBS:-128:16384:0 128:4096:0 128:1024:0 128:16384:1 64:16384:0}"
+build() {  # build SRC DIR FLAGS TARGETS...
+  local src="$1" dir="$2" flags="$3"; shift 3
+  cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+    -DSAGEATTN_SM80_HEAD_DIMS=128 "-DCMAKE_CUDA_FLAGS=$flags" >"$out/cfg_$(basename "$dir").log" 2>&1 &&
+  cmake --build "$dir" -j 16 --target "$@" >"$out/build_$(basename "$dir").log" 2>&1 || { tail -n 30 "$out/build_$(basename "$dir").log"; return 1; }
+  grep -E "spill stores" "$out/build_$(basename "$dir").log" | sort | uniq -c | head -n 4
+}
+bins=()
+if [ "${AB_OLD:-1}" = 1 ]; then build "${AB_OLD_SRC:-.probe/old}" build/ab_old "" sageattn_cli && bins+=(build/ab_old/tools/sageattn); fi
+IFS='|' read -r -a variants <<<"${AB_VARIANTS:-}"
+[ ${#variants[@]} = 0 ] && variants=("")
+tg=(sageattn_cli); [ "${AB_TESTS:-0}" = 1 ] && tg+=(test_gpu_attention test_gpu_hardening)
+for i in "${!variants[@]}"; do
+  echo "== new$i: ${variants[$i]}"
+  build . "build/ab_new$i" "${variants[$i]}" "${tg[@]}" && bins+=("build/ab_new$i/tools/sageattn")
+done
+if [ "${AB_TESTS:-0}" = 1 ]; then
+  for t in test_gpu_attention test_gpu_hardening; do
+    build/ab_new0/tests/$t >"$out/$t.log" 2>&1; echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/$t.log" | tr '\n' ' ')"
+    grep -E "^\[  FAILED" "$out/$t.log" | head -n 20
+  done
+fi
+echo "== cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS"
+for p in $probs; do
+  IFS=: read -r hd n c <<<"$p"; flag=""; [ "$c" = 1 ] && flag=--causal
+  for bin in "${bins[@]}"; do
+    "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" $flag --modes "${AB_MODES:-fp16,fp8}" \
+      --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" | grep -E "^(fp16|fp8) " | sed "s|^|$(basename "$(dirname "$(dirname "$bin")")") hd$hd N=$n c=$c  |"
+  done
+done

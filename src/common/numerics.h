@@ -10,6 +10,7 @@
 // function is a pure function of its argument's bits.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -197,6 +198,31 @@ SAGEATTN_HD float amax_abs(float x) {
   const uint32_t u = float_bits(x) & 0x7FFFFFFFu;
   return bits_float(u > kF32InfBits ? kF32InfBits : u);
 }
+
+// The exponent shift of a row's P for the row max m (base-2 logits): P = exp2(s + shift) with
+// shift = off - m rounded toward -inf (off = log2(448) in the fp8 modes, 0 in fp16), so the
+// largest P, exp2(m + shift) (computed exactly: Sterbenz), lies in (2^(off - spacing of m), 2^off]
+// and never exceeds fp8's 448. Rounded to nearest, the shift could land up to half m's spacing
+// above off: at m ~ 2^23 (spacing 1) P_max became 512, at 2^27 65536, saturating P's fp8 code at
+// 448 while the row sum l kept the fp32 value (the output shrank, 2.625 for 3). m = -inf gives
+// +inf, as off - m does.
+SAGEATTN_HD float p_shift(float off, float m) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rd(off, m);
+#else
+  const double exact = double(off) - double(m);  // exact while m < 2^33; beyond, -m either way
+  float r = static_cast<float>(exact);
+  if (double(r) > exact) r = std::nextafter(r, -INFINITY);
+  return r;
+#endif
+}
+
+// Row maxima of at least this magnitude take the exact exponent path in the GPU kernels: s rounded
+// to fp32 first, then shifted (as the CPU reference computes it). The fast path, one fused
+// multiply-add s_int * dq + shift, keeps the product exact, so its result is off by the rounding
+// of m = RN(s_int * dq), up to half m's spacing: 2^-13 at 2^12, 1024 at 2^34 (exp2 then gives
+// inf or 0 for the max element).
+inline constexpr float kExactShiftLogit = 4096.0f;
 
 // Whether an amax is usable as a quantization range: neither +inf nor NaN (an empty sequence's
 // -inf and 0 are usable: they become kMinAmax or the scale of an all-zero channel).

@@ -244,10 +244,10 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
       }
       const float m_new = std::max(m, m_blk);
       const float alpha = m == kNegInf ? 0.0f : std::exp2(m - m_new);
-      const float m_shift = m_new - p_offset;
+      const float shift = num::p_shift(p_offset, m_new);  // rounded down: P never exceeds 2^p_offset
       float p_sum = 0.0f;
       for (int64_t j = j0; j < j1; ++j) {
-        p[j - j0] = std::exp2(s[j - j0] - m_shift);
+        p[j - j0] = std::exp2(s[j - j0] + shift);
         p_sum += p[j - j0];
       }
       l = l * alpha + p_sum;

@@ -40,6 +40,9 @@ enum class Fill {
                   // softmax scale that keeps the logits O(1)
   kHugeLogits,    // the same values with the default scale: logits ~ 1e10 (a hard argmax)
   kVAtMax,        // V = +-(largest finite value of the dtype), alternating by channel; Q, K family
+  kConstVLogits,  // V = 3 everywhere; Q, K family with a softmax scale that puts the largest row
+                  // max of the base-2 logits q.k * scale * log2(e) at 2^logit_log2 (huge logits:
+                  // any weighting gives 3, so the output shows whether P and l stay consistent)
 };
 
 // One element of a logical [H, N, D] tensor set to `value` (tensor 'q', 'k' or 'v').
@@ -58,6 +61,7 @@ struct SpecialCase {
   MaskMode mask = MaskMode::kNone;
   Granularity gran = Granularity::kPerWarp;
   Smoothing smooth_k = Smoothing::kOn, smooth_v = Smoothing::kOff;
+  double logit_log2 = 0.0;  // kConstVLogits only
 };
 
 // gtest prints a parameter with this (a case's name, not its bytes).
@@ -109,6 +113,21 @@ inline SpecialInputs make_special_inputs(const SpecialCase& c, bool poked = true
       in.scale = near_max_scale(c.d);
       break;
     case Fill::kHugeLogits: near_max(in.q), near_max(in.k), near_max(in.v); break;
+    case Fill::kConstVLogits: {
+      std::fill(in.v.begin(), in.v.end(), 3.0f);
+      double top = 0.0;  // the largest |q.k| over every head and row
+      const int64_t group = c.hq / c.hkv;
+      for (int64_t h = 0; h < c.hq; ++h)
+        for (int64_t i = 0; i < c.nq; ++i)
+          for (int64_t j = 0; j < c.nk; ++j) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < c.d; ++d)
+              dot += double(in.q[(h * c.nq + i) * c.d + d]) * in.k[((h / group) * c.nk + j) * c.d + d];
+            top = std::max(top, std::fabs(dot));
+          }
+      in.scale = static_cast<float>(std::exp2(c.logit_log2) / (top * 1.4426950408889634));
+      break;
+    }
     case Fill::kVAtMax:
       for (int64_t i = 0; i < int64_t(in.v.size()); ++i)
         in.v[i] = (i % c.d) % 2 == 0 ? dtype_max(c.dtype) : -dtype_max(c.dtype);

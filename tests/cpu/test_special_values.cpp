@@ -12,6 +12,7 @@
 //    LSE -inf; and NaN wherever float64 SDPA (torch's math semantics) is NaN or inf;
 //  - Q = K = V = 0 gives exactly 0 and LSE ln(visible keys); Q = 0 gives the mean of the visible V
 //    rows; K and V constant over tokens give exactly V's constant;
+//  - huge logits (row maxima up to 2^34) keep P and the row sum consistent (V = 3 gives 3);
 //  - fp16 inputs up to 60000 stay finite and accurate; V at the dtype's largest value (fp16 65504,
 //    bf16 3.39e38) saturates instead of overflowing to inf (the regression: inf in 74 of 200 rows
 //    before the output rounding saturated);
@@ -275,6 +276,29 @@ TEST(SpecialValues, Fp16HugeLogitsStayFinite) {
         }
       EXPECT_EQ(outside, 0);
     }
+}
+
+// Huge logits with V = 3 everywhere: any softmax weighting gives 3, so the output shows whether the
+// P that multiplies V and the row sum l still describe the same weights. Row maxima (base 2) near
+// 2^10 (ordinary), 2^24 (fp32 spacing 1: the shift m - log2(448) used to round to m - 9, P = 512
+// saturated to 448 while l kept 512: 2.625 instead of 3), 2^28 (spacing 16: m - 16, P = 65536) and
+// 2^34 (spacing 2048: where the GPU's fused multiply-add used to leave an exponent off by up to
+// 1024). Bound: P's rounding (2^-4 in the fp8 modes, 2^-11 in fp16) plus bf16 output rounding.
+TEST(SpecialValues, HugeLogitsKeepPAndRowSumConsistent) {
+  for (double e : {10.0, 23.99, 27.99, 33.99}) {
+    SpecialCase c = valued("const_v_logits", Fill::kConstVLogits);
+    c.smooth_k = Smoothing::kOff, c.logit_log2 = e, c.nq = 96, c.nk = 300;
+    const SpecialInputs in = make_special_inputs(c);
+    for (const Tiles& t : kTiles)
+      for (PvMode mode : kModes) {
+        SCOPED_TRACE(context(t, mode) + ", row max ~2^" + std::to_string(e));
+        const SpecialResult r = run_cpu(c, in, mode, *t.tiles);
+        EXPECT_EQ(check_finite(c, r), "");
+        double worst = 0.0;
+        for (uint16_t u : r.out) worst = std::max(worst, std::fabs(decode(c.dtype, u) - 3.0) / 3.0);
+        EXPECT_LE(worst, (mode == PvMode::kFp16 ? 0x1p-11 : 0x1p-4) + 0x1p-8);
+      }
+  }
 }
 
 // V = +-(largest finite value of the dtype) per channel: the exact output is that value. P rounded

@@ -321,27 +321,35 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
         const float m_new = fmaxf(m_row[mt][hr], m_blk);
         alpha[mt][hr] = m_row[mt][hr] == kNegInf ? 0.0f : ptx::exp2_approx(m_row[mt][hr] - m_new);
         // A row with nothing visible yet keeps m = -inf; its P are 0 (masked: kMasked -> -inf).
-        neg_shift[mt][hr] = m_new == kNegInf ? 0.0f : kPOffset - m_new;
+        neg_shift[mt][hr] = m_new == kNegInf ? 0.0f : num::p_shift(kPOffset, m_new);
         m_row[mt][hr] = m_new;
       }
     };
     auto exponentiate = [&](int mt) {
       int32_t (&s_int)[kNTilesS][4] = s_all[mt];
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
+      // One half-row: x = s * dq + shift, fused (fast) or with s rounded first (exact, for row
+      // maxima of magnitude >= num::kExactShiftLogit; see there).
+      auto exp_half = [&](int hr, auto exact) {
         float sum[2] = {0.0f, 0.0f};  // two chains (even and odd keys of each pair)
 #pragma unroll
         for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int32_t si = s_int[n][2 * hr + e];
-            float x = fmaf(unbias(si), dq, neg_shift[mt][hr]);
+            float x;
+            if constexpr (decltype(exact)::value) x = __fadd_rn(__fmul_rn(unbias(si), dq), neg_shift[mt][hr]);
+            else x = fmaf(unbias(si), dq, neg_shift[mt][hr]);
             if constexpr (kMask) x = si == kMasked ? kNegInf : x;
             const float pv = ptx::exp2_approx(x);
             s_int[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S (same registers)
             sum[e] += pv;
           }
         l_row[mt][hr] = l_row[mt][hr] * alpha[mt][hr] + (sum[0] + sum[1]);
+      };
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        if (fabsf(m_row[mt][hr]) < num::kExactShiftLogit) exp_half(hr, std::false_type{});
+        else exp_half(hr, std::true_type{});
       }
       auto pf = [&](int n, int e) { return __int_as_float(s_int[n][e]); };
       if constexpr (Cfg::kFp8) {  // two k32 steps; k-positions follow quant::fp8_v_kpos

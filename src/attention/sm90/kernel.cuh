@@ -353,25 +353,33 @@ __global__ void __launch_bounds__(kThreads, 1)
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 2));
       const float m_new = fmaxf(m_row[hr], m_blk);
       alpha[hr] = m_row[hr] == kNegInf ? 0.0f : ptx::exp2_approx(m_row[hr] - m_new);
-      neg_shift[hr] = m_new == kNegInf ? 0.0f : kPOffset - m_new;
+      neg_shift[hr] = m_new == kNegInf ? 0.0f : num::p_shift(kPOffset, m_new);
       m_row[hr] = m_new;
     }
     SM90_TRACE(5);
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
+    // One half-row: x = s * dq + shift, fused (fast) or with s rounded first (exact, for row
+    // maxima of magnitude >= num::kExactShiftLogit; see there).
+    auto exp_half = [&](int hr, auto exact) {
       float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four partial sums: short dependency chains
 #pragma unroll
       for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int32_t si = sacc[n][2 * hr + e];
-          float x = fmaf(to_float(si), dq[n / 8], neg_shift[hr]);
+          float x;
+          if constexpr (decltype(exact)::value) x = __fadd_rn(__fmul_rn(to_float(si), dq[n / 8]), neg_shift[hr]);
+          else x = fmaf(to_float(si), dq[n / 8], neg_shift[hr]);
           if constexpr (kMask) x = si == kMasked ? kNegInf : x;
           const float pv = ptx::exp2_approx(x);
           sacc[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S
           sum[(n % 2) * 2 + e] += pv;
         }
       l_row[hr] = l_row[hr] * alpha[hr] + ((sum[0] + sum[1]) + (sum[2] + sum[3]));
+    };
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      if (fabsf(m_row[hr]) < num::kExactShiftLogit) exp_half(hr, std::false_type{});
+      else exp_half(hr, std::true_type{});
     }
     SM90_TRACE(6);
   };

@@ -100,9 +100,9 @@ struct TileConfig {
 // The mma.sync kernel family (sm80/sm86/sm89/sm90 generic path). The CPU backend emulates these
 // tiles, so its quantized results are the ones the sm80 kernels must reproduce.
 inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
-// The warp-specialized wgmma kernels (sm90a): two consumer warpgroups of 64 rows, 128-key steps,
-// K groups of the shared quantizer's 64 tokens (two per step).
-inline constexpr TileConfig kSm90Tiles{128, 128, 16, 64};
+// The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
+// 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
+inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64};
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;

@@ -94,14 +94,11 @@ bool gpu_backend_supports(Backend backend, int cc) noexcept {
   }
 }
 
-// The grid limits of the kernels (attn::kMaxGridYZ: grid y holds the query heads, grid z the
-// sequences): the sm80 launcher slices more sequences into several launches; the sm90 one does not
-// yet (its TMA descriptors address the quantized K/V by absolute head index), so sm90 refuses
-// such calls and automatic dispatch sends them to sm80.
+// The grid limit of the kernels (attn::kMaxGridYZ: grid y holds the query heads). Sequences are
+// not limited: the sm80 launcher slices more than 65535 into several launches, the sm90 kernels
+// put them in grid x with the query tiles.
 static const char* grid_limit_reason(const AttentionParams& p) {
   if (p.heads_q > attn::kMaxGridYZ) return "more than 65535 query heads (the kernels' grid y limit)";
-  if (p.backend == Backend::kSm90 && p.batch > attn::kMaxGridYZ)
-    return "more than 65535 sequences (the sm90 kernels' grid z limit; the sm80 kernels take them)";
   return nullptr;
 }
 

@@ -1,19 +1,23 @@
 // src/attention/sm90/config.h: compile-time configuration of the warp-specialized wgmma kernel.
 //
-// One CTA = kSm90Tiles.block_q = 128 query rows of one (sequence, query head), three warpgroups:
+// One CTA = kSm90Tiles.block_q = 192 query rows of one (sequence, query head), four warpgroups:
 //   warpgroup 0: the producer. One thread issues the TMA loads of K and V tiles (128 keys each)
 //                into a ring of kStages stages, each stage guarded by a "full" mbarrier (the TMA
 //                bytes landed) and an "empty" one (every consumer warp is done reading it).
-//   warpgroups 1, 2: consumers, 64 query rows each. Q.K^T on wgmma s8 (Q and K from shared
-//                memory), the online softmax in registers, P.V on wgmma with P from registers:
-//                e4m3 (fp8 mode: the block's partial product in a separate accumulator, added to the
-//                fp32 output accumulator, two-level accumulation) or f16 (fp16 mode).
-// Shared memory: the int8 Q tile (128 x D), K stages (128 x D int8), V stages (fp8: D x 128, the
+//   warpgroups 1-3: consumers, 64 query rows each, each running its own synchronous loop: Q.K^T on
+//                wgmma s8 (Q and K from shared memory), the online softmax in registers, P.V on
+//                wgmma with P from registers: e4m3 (fp8 mode: the block's partial product in a
+//                separate accumulator, added to the fp32 output accumulator, two-level
+//                accumulation) or f16 (fp16 mode). Three independent consumers per SM: while one
+//                runs its softmax (exponentials on the XU pipe), the others' GEMMs keep the tensor
+//                cores busy (bench/NOTES.md section 16).
+// Shared memory: the int8 Q tile (192 x D), K stages (128 x D int8), V stages (fp8: D x 128, the
 // quantizer's transposed, permuted layout; fp16: 128 x D as D / 64 slabs of 64 channels). Every
 // tile is 1 KB aligned and stored in the swizzled layout that TMA writes and wgmma reads.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "sageattn/layout.h"
 
@@ -23,24 +27,23 @@ inline constexpr int kBlockQ = kSm90Tiles.block_q;
 inline constexpr int kBlockK = kSm90Tiles.block_k;
 inline constexpr int kKBlock = kSm90Tiles.k_block;  // K quantization block (tokens)
 inline constexpr int kWarpgroupThreads = 128;
-inline constexpr int kConsumers = 2;  // consumer warpgroups
+inline constexpr int kConsumers = 3;  // consumer warpgroups
 inline constexpr int kThreads = kWarpgroupThreads * (kConsumers + 1);
 inline constexpr int kRowsPerConsumer = kBlockQ / kConsumers;
-// Registers per thread after setmaxnreg: 2 x 128 x 240 + 128 x 24 <= 64K.
-inline constexpr int kConsumerRegs = 240;
+// Registers per thread after setmaxnreg: 3 x 128 x 160 + 128 x 24 <= 64K. At launch every thread
+// holds 65536 / 512 = 128 (__launch_bounds__); setmaxnreg moves the producer's share to the
+// consumers.
+inline constexpr int kConsumerRegs = 160;
 inline constexpr int kProducerRegs = 24;
 // Named barrier ids (0 is __syncthreads).
-inline constexpr int kBarConsumers = 1;  // the 256 consumer threads
-// Ping-pong: consumer warpgroup c waits on barrier kBarTurn + c before issuing its wgmmas of a
-// block, and arrives on the other's after: the two warpgroups' GEMMs alternate on the tensor
-// cores, so that one's softmax runs while the other's GEMMs do (ids kBarTurn, kBarTurn + 1).
-// Off by default: on an H100 it cost 1-2% (bench/NOTES.md section 15); -DSAGEATTN_SM90_PINGPONG=1
-// builds it.
-inline constexpr int kBarTurn = 2;
-#ifndef SAGEATTN_SM90_PINGPONG
-#define SAGEATTN_SM90_PINGPONG 0
+inline constexpr int kBarConsumers = 1;  // the consumer threads
+// K/V ring depth (-DSAGEATTN_SM90_STAGES=n for experiments).
+#ifndef SAGEATTN_SM90_STAGES
+#define SAGEATTN_SM90_STAGES 2
 #endif
-inline constexpr bool kPingPong = SAGEATTN_SM90_PINGPONG != 0;
+// Query tiles of kBlockQ rows per sequence (max_seqlen_q rows): the grid's x holds
+// sequences x tiles.
+__host__ __device__ constexpr int64_t query_tiles(int64_t seqlen_q) { return (seqlen_q + kBlockQ - 1) / kBlockQ; }
 // Shared memory a CTA may use on sm90 (227 KB).
 inline constexpr std::size_t kSmemBudget = 227 * 1024;
 
@@ -57,7 +60,7 @@ struct KernelConfig {
   static constexpr bool kFp8 = kMode == PvMode::kFp8;
   // int8 rows of Q and K are kD bytes: the swizzle that spans one row.
   static constexpr int kQkSwizzle = kD >= 128 ? 128 : 64;
-  static constexpr int kStages = 2;
+  static constexpr int kStages = SAGEATTN_SM90_STAGES;
   static constexpr std::size_t kQBytes = std::size_t(kBlockQ) * kD;
   static constexpr std::size_t kKTileBytes = std::size_t(kBlockK) * kD;
   static constexpr std::size_t kVTileBytes = std::size_t(kBlockK) * kD * (kFp8 ? 1 : 2);

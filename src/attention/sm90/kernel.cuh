@@ -1,19 +1,21 @@
 // src/attention/sm90/kernel.cuh: the warp-specialized wgmma + TMA attention kernel (sm_90a).
 //
 // Roles, tiles and shared memory: config.h. Per CTA:
-//   setup    : thread 0 initializes the mbarriers of the K/V ring; the consumers (256 threads)
-//              quantize the CTA's 128 Q rows into the swizzled int8 Q tile (the same prologue as the
+//   setup    : thread 0 initializes the mbarriers of the K/V ring; the consumers (384 threads)
+//              quantize the CTA's 192 Q rows into the swizzled int8 Q tile (the same prologue as the
 //              sm80 kernel: attention/common/tile_io.cuh) while the producer's first loads fly.
 //   producer : for each 128-key block j, stage s = j % kStages: waits until every consumer warp
 //              released the stage's previous tiles (empty_k / empty_v), then arms full_k / full_v
 //              with the tile bytes and issues the TMA loads (K: [128 keys][D] int8; V: the
 //              quantizer's layout). Tokens past the padded length are zero-filled by TMA.
-//   consumer : per block j: wait full_k; S = Q8 K8^T on wgmma s8 (int32; one I2FP per logit gives the
-//              exact float), issued together with P.V of block
-//              j - 1 (wgmma, P from registers); wait for S only; release the K stage; masks, the
-//              online softmax (base 2, fp32) while P.V of j - 1 runs; wait for P.V; release the V
-//              stage; fp8: acc = acc * alpha + partial (two-level); P of j packed as the wgmma A
-//              fragment for the next iteration.
+//   consumer : each of the three warpgroups, independently, per block j: wait full_k; S = Q8 K8^T
+//              on wgmma s8 (int32; one I2FP per logit gives the exact float); wait; release the K
+//              stage; masks and the online softmax (base 2, fp32); P packed as the wgmma A
+//              fragment (registers); wait full_v; P.V on wgmma (fp8: into a zeroed partial
+//              accumulator, then acc = acc * alpha + partial, two-level; fp16: acc rescaled by alpha
+//              first, then accumulated); wait; release the V stage. The loop is synchronous inside a
+//              warpgroup (160 registers do not hold two blocks in flight); the overlap of softmax
+//              and GEMMs comes from the three warpgroups sharing the SM.
 //   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
 // The numerics are docs/NUMERICS.md §3 with the tiles kSm90Tiles (128-key softmax steps, K groups
 // of 64 keys: two dequantization factors per step); the CPU reference run with kSm90Tiles computes
@@ -106,10 +108,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ __align__(8) uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
   __shared__ float q_amax[kBlockQ];  // per local Q group
   __shared__ float q_km[kBlockQ];    // q . kmean per row (LSE correction)
+  // K dequantization scales of each stage's block: [stage][K group block (64 keys)][sub-group]
+  __shared__ float k_sc_smem[kStages][kBlockK / kKBlock][4];
 
-  const int64_t b = blockIdx.z, h = blockIdx.y;
+  const int64_t tiles = query_tiles(p.seqlen_q);  // grid x = sequence * tiles + tile
+  const int64_t b = int64_t(blockIdx.x) / tiles, h = blockIdx.y;
   const attn::SeqBounds sb = attn::seq_bounds(p, b);
-  const int64_t row0 = int64_t(blockIdx.x) * kBlockQ;
+  const int64_t row0 = (int64_t(blockIdx.x) - b * tiles) * kBlockQ;
   if (row0 >= sb.q_len) return;  // uniform: this tile lies past the sequence
   const int64_t hk = h / (p.heads_q / p.heads_kv);
   const int64_t bhk = b * p.heads_kv + hk;
@@ -129,7 +134,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
-      ptx::mbar_init(&full_k[s], 1);
+      ptx::mbar_init(&full_k[s], 2);  // the TMA thread (expect_tx) and the K-scale thread
       ptx::mbar_init(&full_v[s], 1);
       ptx::mbar_init(&empty_k[s], kConsumers * 4);  // one arrival per consumer warp
       ptx::mbar_init(&empty_v[s], kConsumers * 4);
@@ -161,13 +166,37 @@ __global__ void __launch_bounds__(kThreads, 1)
             ptx::tma_load_3d(vt + slab * (kBlockK * 128), &tm_v, slab * 64, j * kBlockK, head, &full_v[s]);
         }
       }
+    } else if (warp == 1 && lane == 0) {
+      // The K scales of block j (two 64-key groups blocks, kg.count sub-groups each) into the
+      // stage's slot; its arrival on full_k (release semantics) publishes them with the K tile.
+      const GroupSpec kg = kTiles.k_groups(p.granularity);
+      const float* src = p.k_scales + bhk * kg.num_groups(p.seqlen_k_padded);
+      const int kblocks_per_head = int(p.seqlen_k_padded / kKBlock);
+      for (int j = 0; j < n_blocks; ++j) {
+        const int s = j % kStages;
+        const uint32_t round = uint32_t(j / kStages);
+        float v[kBlockK / kKBlock][4];
+#pragma unroll
+        for (int half = 0; half < kBlockK / kKBlock; ++half) {
+          int kb = j * (kBlockK / kKBlock) + half;  // past the padded length: masked keys only
+          kb = kb < kblocks_per_head ? kb : kblocks_per_head - 1;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) v[half][i] = i < kg.count ? src[kb * kg.count + i] : 0.0f;
+        }
+        if (j >= kStages) ptx::mbar_wait(&empty_k[s], (round - 1) & 1u);
+#pragma unroll
+        for (int half = 0; half < kBlockK / kKBlock; ++half)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) k_sc_smem[s][half][i] = v[half][i];
+        ptx::mbar_arrive(&full_k[s]);
+      }
     }
     return;
   }
 
   // ---------------- consumers ----------------
   ptx::setmaxnreg_inc<kConsumerRegs>();
-  const int ctid = tid - kWarpgroupThreads;  // 0..255
+  const int ctid = tid - kWarpgroupThreads;  // 0 .. kConsumers * 128 - 1
   const int cw = wg - 1;                     // consumer index: rows cw * 64 .. cw * 64 + 63
   const int w4 = warp % 4;                   // warp inside the warpgroup: rows w4 * 16 ..
   const int g = lane / 4, t = lane % 4;
@@ -190,10 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), fabsf(p.scale_log2));  // >= 0
   const int row_lo = int(row0) + r_local;  // sequence-local row of half 0
 
-  const GroupSpec kg = kTiles.k_groups(p.granularity);
-  const int kgroups_per_head = int(kg.num_groups(p.seqlen_k_padded));
-  const float* k_scale_src = p.k_scales + bhk * kgroups_per_head;
-  const int kblocks_per_head = int(p.seqlen_k_padded / kKBlock);
+  const int k_sub = kTiles.k_groups(p.granularity).count == 4 ? t : 0;  // this thread's K sub-group
   auto key_limit = [&](int row) { return causal ? (row + diag + 1 < k_len ? row + diag + 1 : k_len) : k_len; };
 
   // Descriptors: Q (A) rows of this warpgroup, K (B) rows = keys; both K-major, kD-byte rows.
@@ -210,19 +236,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   static_assert(127 * 127 * kD < (1 << 24), "|q8 . k8| < 2^24: int32 -> float is exact");
   auto to_float = [](int32_t s) { return __int2float_rn(s); };
 
-  // The consumer pipeline (intra-warpgroup overlap): in iteration j the warpgroup issues Q.K^T of
-  // block j and P.V of block j - 1 back to back, waits for the first only, and runs block j's
-  // softmax while P.V of j - 1 is still on the tensor cores; then it waits for P.V, folds it into the
-  // accumulator and packs P of block j for the next iteration. Registers live across the softmax:
-  // S (64), P of j - 1 (16 fp8 / 32 f16), the accumulator (64) and, in fp8 mode, the block's partial
-  // product (64).
+  // Registers: S (64 int32, P overwrites it as fp32 bits), the accumulator (64), P as A fragments
+  // (16 fp8 / 32 f16) and, in fp8 mode, the block's partial product (64, live only around P.V).
   int32_t sacc[kNTilesS][4];
   constexpr int kPaSteps = Cfg::kFp8 ? 4 : 8;  // k32 e4m3 steps or k16 f16 steps per block
   uint32_t pa[kPaSteps][4];
-  float part[Cfg::kFp8 ? kNTilesO : 1][4];
+  constexpr int kPartTiles = Cfg::kFp8 ? 8 : 1;       // fp8: 64 channels of the partial product
+  constexpr int kPvParts = Cfg::kFp8 ? kD / 64 : 1;   // P.V issues per block
+  float part[kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
+  float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
   SM90_TRACE_DECL
-  constexpr int kTurnThreads = kConsumers * kWarpgroupThreads;  // named barriers of both warpgroups
 
   auto fence_s = [&] {
 #pragma unroll
@@ -238,7 +262,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
     if constexpr (Cfg::kFp8) {
 #pragma unroll
-      for (int n = 0; n < kNTilesO; ++n)
+      for (int n = 0; n < kPartTiles; ++n)
 #pragma unroll
         for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[n][e])::"memory");
     } else {
@@ -255,6 +279,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     SM90_TRACE_READY(8, &full_k[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_k[s], uint32_t(j / kStages) & 1u);
     SM90_TRACE(1);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) k_sc[half] = k_sc_smem[s][half][k_sub];
     ptx::wgmma_fence();
     auto& sd = reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc);
     const uint32_t kt = k_addr + s * Cfg::kKTileBytes;
@@ -267,27 +293,26 @@ __global__ void __launch_bounds__(kThreads, 1)
     ptx::wgmma_commit();
   };
 
-  // ---- P.V of block j (issued, not waited for): fp8 into part, fp16 into acc ----
-  auto issue_pv = [&](int j) {
+  // ---- P.V of block j (issued, not waited for): fp8 into part, 64 output channels (c) at a time,
+  // so that the partial product needs 32 registers, not 64; fp16 into acc, all channels ----
+  auto wait_v = [&](int j) {
     const int s = j % kStages;
     SM90_TRACE_READY(9, &full_v[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_v[s], uint32_t(j / kStages) & 1u);
+  };
+  auto issue_pv = [&](int j, int c) {
+    const int s = j % kStages;
     ptx::wgmma_fence();
     const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
     if constexpr (Cfg::kFp8) {
-      // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout).
-      auto& pd = reinterpret_cast<float(&)[kNTilesO * 4]>(part);
-      if constexpr (kD == 128) {
-        ptx::wgmma_m64n128k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
+      // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout). V rows are
+      // channels of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
+      auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part);
+      const uint32_t vc = vt + uint32_t(c) * 64 * kBlockK;
+      ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vc, 1024));
 #pragma unroll
-        for (int st = 1; st < 4; ++st)
-          ptx::wgmma_m64n128k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
-      } else {
-        ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vt, 1024));
-#pragma unroll
-        for (int st = 1; st < 4; ++st)
-          ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vt + st * 32, 1024));
-      }
+      for (int st = 1; st < 4; ++st)
+        ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vc + st * 32, 1024));
     } else {
       // Eight k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16
       // step is 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in
@@ -302,28 +327,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     ptx::wgmma_commit();
   };
+  // __syncwarp first: lane 0's arrival must follow every lane's reads of the stage (the K scales
+  // in k_sc_smem; racecheck flagged the producer's next-round write against them without it).
   auto release = [&](uint64_t* bars, int j) {
+    __syncwarp();
     if (lane == 0) ptx::mbar_arrive(&bars[j % kStages]);
   };
 
   // ---- online softmax of block j on sacc: P overwrites S (fp32 bits), alpha = the rescale ----
-  // K scales of the step's two K groups blocks (n-tiles 0-7 and 8-15), loaded one block ahead so
-  // that the global load's latency is not on the softmax's path; a block past the padded length
-  // holds only masked keys: its factor is never used on a visible key.
-  float k_sc[2];
-  auto load_k_scales = [&](int j) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      int kb = j * (kBlockK / kKBlock) + half;
-      kb = kb < kblocks_per_head ? kb : kblocks_per_head - 1;
-      k_sc[half] = k_scale_src[kb * kg.count + (kg.count == 4 ? t : 0)];
-    }
-  };
+  // K scales of the step's two K groups blocks (n-tiles 0-7 and 8-15), read from the stage's slot
+  // (the producer's K-scale thread) by issue_qk after full_k, before the stage is released.
   auto softmax = [&](int j, auto mask_tag) {
     constexpr bool kMask = decltype(mask_tag)::value;
     constexpr int32_t kMasked = INT32_MIN;
     const float dq[2] = {__fmul_rn(sq, k_sc[0]), __fmul_rn(sq, k_sc[1])};
-    load_k_scales(j + 1);
     const int key0 = j * kBlockK;
     float neg_shift[2];
 #pragma unroll
@@ -338,15 +355,16 @@ __global__ void __launch_bounds__(kThreads, 1)
       float m_blk = kNegInf;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        int32_t mx[kNTilesS / 2];
+        // Two chains of three-input maxima (few live temporaries: registers are scarce).
+        int32_t mx0 = max(sacc[half * 8][2 * hr], sacc[half * 8][2 * hr + 1]);
+        int32_t mx1 = max(sacc[half * 8 + 1][2 * hr], sacc[half * 8 + 1][2 * hr + 1]);
 #pragma unroll
-        for (int n = 0; n < kNTilesS / 2; ++n)
-          mx[n] = max(sacc[half * 8 + n][2 * hr], sacc[half * 8 + n][2 * hr + 1]);
-#pragma unroll
-        for (int w = kNTilesS / 4; w > 0; w /= 2)
-#pragma unroll
-          for (int n = 0; n < w; ++n) mx[n] = max(mx[n], mx[n + w]);
-        const float mh = (kMask && mx[0] == kMasked) ? kNegInf : __fmul_rn(to_float(mx[0]), dq[half]);
+        for (int n = 2; n < kNTilesS / 2; n += 2) {
+          mx0 = max(mx0, max(sacc[half * 8 + n][2 * hr], sacc[half * 8 + n][2 * hr + 1]));
+          mx1 = max(mx1, max(sacc[half * 8 + n + 1][2 * hr], sacc[half * 8 + n + 1][2 * hr + 1]));
+        }
+        mx0 = max(mx0, mx1);
+        const float mh = (kMask && mx0 == kMasked) ? kNegInf : __fmul_rn(to_float(mx0), dq[half]);
         m_blk = fmaxf(m_blk, mh);
       }
       m_blk = fmaxf(m_blk, __shfl_xor_sync(0xffffffffu, m_blk, 1));
@@ -407,17 +425,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  // ---- after P.V of a block completed: fp8 folds the partial product with that block's alpha
-  // (two-level accumulation); fp16 rescales acc by the alpha of the block whose P.V comes next
-  // (skipped when no row of the warp moved its max: alpha == 1 exactly) ----
-  auto fold = [&](const float (&a)[2]) {
+  // ---- fp8, after P.V of a block completed: acc = acc * alpha + partial (two-level accumulation);
+  // fp16, before P.V of a block: acc *= alpha (skipped when no row of the warp moved its max:
+  // alpha == 1 exactly) ----
+  auto fold = [&](const float (&a)[2], int c) {
     if constexpr (Cfg::kFp8) {
 #pragma unroll
-      for (int n = 0; n < kNTilesO; ++n) {
-        acc[n][0] = fmaf(acc[n][0], a[0], part[n][0]);
-        acc[n][1] = fmaf(acc[n][1], a[0], part[n][1]);
-        acc[n][2] = fmaf(acc[n][2], a[1], part[n][2]);
-        acc[n][3] = fmaf(acc[n][3], a[1], part[n][3]);
+      for (int n = 0; n < kPartTiles; ++n) {
+        float* o = acc[c * kPartTiles + n];
+        o[0] = fmaf(o[0], a[0], part[n][0]);
+        o[1] = fmaf(o[1], a[0], part[n][1]);
+        o[2] = fmaf(o[2], a[1], part[n][2]);
+        o[3] = fmaf(o[3], a[1], part[n][3]);
       }
     } else if (!__all_sync(0xffffffffu, a[0] == 1.0f && a[1] == 1.0f)) {
 #pragma unroll
@@ -428,75 +447,60 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  // Blocks every key of which is visible to every row of the CTA run without mask code; the rest
-  // (the ragged last block, the causal diagonal) run the masked body. Both consumer warpgroups
-  // visit every block of the CTA (the producer's ring expects both).
+  // The blocks this warpgroup computes: under a causal mask, those its last row sees (the CTA's
+  // n_blocks follows the CTA's last row); none when its rows lie past the sequence. Blocks every
+  // key of which is visible to every row of the warpgroup run without mask code; the rest (the
+  // ragged last block, the causal diagonal) run the masked body.
+  const int wg_row0 = int(row0) + cw * kRowsPerConsumer;  // sequence-local first row
+  int my_blocks = wg_row0 < q_len ? n_blocks : 0;
   int n_full = k_len / kBlockK;
   if (causal) {
-    const int first_row_limit = int(row0) + diag + 1;
+    const int wg_last = (wg_row0 + kRowsPerConsumer < q_len ? wg_row0 + kRowsPerConsumer : q_len) - 1;
+    const int last_key = wg_last + diag;
+    const int visible = last_key < 0 ? 0 : (last_key + kBlockK) / kBlockK;
+    my_blocks = visible < my_blocks ? visible : my_blocks;
+    const int first_row_limit = wg_row0 + diag + 1;
     const int n_causal_full = first_row_limit <= 0 ? 0 : first_row_limit / kBlockK;
     n_full = n_causal_full < n_full ? n_causal_full : n_full;
   }
-  n_full = n_full < n_blocks ? n_full : n_blocks;
+  n_full = n_full < my_blocks ? n_full : my_blocks;
   auto softmax_of = [&](int j) {
     if (j < n_full) softmax(j, std::false_type{});
     else softmax(j, std::true_type{});
   };
 
-  // Ping-pong turns (config.h): every GEMM issue phase of warpgroup cw waits for its turn and
-  // then hands the turn to the other. Warpgroup 1 gives warpgroup 0 the first turn and does not
-  // hand over after its last phase, so that every barrier completes as often as it is waited on
-  // (both warpgroups run n_blocks + 1 phases).
-  auto my_turn = [&] {
-    if constexpr (kPingPong) ptx::named_barrier_sync(kBarTurn + cw, kTurnThreads);
-  };
-  auto their_turn = [&](bool last) {
-    if constexpr (kPingPong)
-      if (!(last && cw == 1)) ptx::named_barrier_arrive(kBarTurn + (cw ^ 1), kTurnThreads);
-  };
-
-  if (n_blocks > 0) {
-    load_k_scales(0);
-    if constexpr (kPingPong)
-      if (cw == 1) ptx::named_barrier_arrive(kBarTurn, kTurnThreads);
-    my_turn();
-    issue_qk(0);
-    their_turn(false);
+  for (int j = 0; j < my_blocks; ++j) {
+    SM90_TRACE(0);
+    issue_qk(j);
+    SM90_TRACE(2);
     ptx::wgmma_wait<0>();
     fence_s();
-    release(empty_k, 0);
-    softmax_of(0);  // alpha = 0 (no previous max); acc is zero
+    SM90_TRACE(4);
+    release(empty_k, j);
+    softmax_of(j);
     pack_p();
-    for (int j = 1; j < n_blocks; ++j) {
-      SM90_TRACE(0);
-      my_turn();
-      issue_qk(j);
-      SM90_TRACE(2);
-      issue_pv(j - 1);
-      their_turn(false);
-      SM90_TRACE(3);
-      ptx::wgmma_wait<1>();  // Q.K^T of j done; P.V of j - 1 may still run
-      fence_s();
-      SM90_TRACE(4);
-      release(empty_k, j);
-      const float alpha_prev[2] = {alpha[0], alpha[1]};
-      softmax_of(j);
+    if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
+    wait_v(j);
+    SM90_TRACE(3);
+#pragma unroll
+    for (int c = 0; c < kPvParts; ++c) {
+      issue_pv(j, c);
       ptx::wgmma_wait<0>();
       fence_pv();
-      SM90_TRACE(7);
-      release(empty_v, j - 1);
-      if constexpr (Cfg::kFp8) fold(alpha_prev);
-      else fold(alpha);
-      pack_p();
+      if constexpr (Cfg::kFp8) fold(alpha, c);  // acc = acc * alpha + partial
     }
-    SM90_TRACE_PRINT;
-    my_turn();
-    issue_pv(n_blocks - 1);
-    their_turn(true);
-    ptx::wgmma_wait<0>();
-    fence_pv();
-    release(empty_v, n_blocks - 1);
-    if constexpr (Cfg::kFp8) fold(alpha);
+    SM90_TRACE(7);
+    release(empty_v, j);
+  }
+  SM90_TRACE_PRINT;
+  // Blocks of the CTA this warpgroup does not compute: its warps still release them, each after
+  // the stage's tiles landed (so that an arrival always counts toward the round it belongs to).
+  for (int j = my_blocks; j < n_blocks; ++j) {
+    const int s = j % kStages;
+    ptx::mbar_wait(&full_k[s], uint32_t(j / kStages) & 1u);
+    release(empty_k, j);
+    ptx::mbar_wait(&full_v[s], uint32_t(j / kStages) & 1u);
+    release(empty_v, j);
   }
 
   // ---- epilogue ----

@@ -24,7 +24,9 @@ void launch_attention(const attn::KernelParams& kp, const TmaMap& k_map, const T
   CUtensorMap km, vm;
   std::memcpy(&km, &k_map, sizeof(km));
   std::memcpy(&vm, &v_map, sizeof(vm));
-  const dim3 grid(unsigned((kp.seqlen_q + kBlockQ - 1) / kBlockQ), unsigned(kp.heads_q), unsigned(kp.batch));
+  // x: (sequence, query tile) with the tiles of one sequence adjacent (no 65535 limit on
+  // sequences: launch.cu checks that tiles x sequences fits x); y: query heads.
+  const dim3 grid(unsigned(query_tiles(kp.seqlen_q) * kp.batch), unsigned(kp.heads_q), 1u);
   kernel<<<grid, kThreads, Cfg::kSmemBytes, stream>>>(kp, km, vm);
   SAGEATTN_CUDA_CHECK_LAUNCH();
 }

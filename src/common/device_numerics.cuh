@@ -59,4 +59,15 @@ __device__ __forceinline__ void load8(const void* p, float (&x)[8]) {
   }
 }
 
+// The base-2 exponent s * dq + shift of one logit (docs/NUMERICS.md §3 step 3), where shift is
+// num::p_shift of the row max m. Fast: one fused multiply-add. Exact (rows with
+// exact_shift_row(m)): s * dq rounded first, as the CPU reference computes it, so that the row's
+// largest element gives exactly m + shift (num::kExactShiftLogit says why the fused form cannot).
+__device__ __forceinline__ bool exact_shift_row(float m) { return !(fabsf(m) < num::kExactShiftLogit); }
+template <bool kExact>
+__device__ __forceinline__ float shifted_logit(float s, float dq, float shift) {
+  if constexpr (kExact) return __fadd_rn(__fmul_rn(s, dq), shift);
+  else return fmaf(s, dq, shift);
+}
+
 }  // namespace sageattn::dev

@@ -280,6 +280,30 @@ struct SpecialResult {
   std::vector<float> lse;
 };
 
+// The kConstVLogits cases of both suites: row maxima (base 2) near 2^10 (ordinary), 2^24 (fp32
+// spacing 1: a round-to-nearest shift m - log2(448) became m - 9, P = 512 saturated to 448 while l
+// kept 512: 2.625 for 3), 2^28 (spacing 16: m - 16, P = 65536) and 2^34 (spacing 2048: a fused
+// s * dq + shift on the GPU left the exponent off by up to 1024, P inf or 0). K unsmoothed, so the
+// kernels' row maxima are the logits the scale was chosen for.
+inline std::vector<SpecialCase> const_v_logit_cases() {
+  std::vector<SpecialCase> v;
+  for (double e : {10.0, 23.99, 27.99, 33.99}) {
+    SpecialCase c;
+    c.name = "const_v_logits_2^" + std::to_string(e);
+    c.fill = Fill::kConstVLogits, c.smooth_k = Smoothing::kOff, c.logit_log2 = e, c.nq = 96, c.nk = 300;
+    v.push_back(c);
+  }
+  return v;
+}
+// Largest |out - 3| / 3 of a kConstVLogits result, and its bound: P's rounding (2^-4 in the fp8
+// modes, 2^-11 in fp16) plus the bf16 output rounding.
+inline double const_v_worst(const SpecialCase& c, const SpecialResult& r) {
+  double worst = 0.0;
+  for (uint16_t u : r.out) worst = std::max(worst, std::fabs(decode(c.dtype, u) - 3.0) / 3.0);
+  return worst;
+}
+inline double const_v_bound(PvMode mode) { return (mode == PvMode::kFp16 ? 0x1p-11 : 0x1p-4) + 0x1p-8; }
+
 inline AttentionOptions special_options(const SpecialCase& c, const SpecialInputs& in, PvMode mode,
                                         Backend backend) {
   AttentionOptions o;

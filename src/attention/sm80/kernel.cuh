@@ -327,8 +327,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
     };
     auto exponentiate = [&](int mt) {
       int32_t (&s_int)[kNTilesS][4] = s_all[mt];
-      // One half-row: x = s * dq + shift, fused (fast) or with s rounded first (exact, for row
-      // maxima of magnitude >= num::kExactShiftLogit; see there).
+      // One half-row; rows with huge maxima take the exact exponent (dev::shifted_logit).
       auto exp_half = [&](int hr, auto exact) {
         float sum[2] = {0.0f, 0.0f};  // two chains (even and odd keys of each pair)
 #pragma unroll
@@ -336,9 +335,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int32_t si = s_int[n][2 * hr + e];
-            float x;
-            if constexpr (decltype(exact)::value) x = __fadd_rn(__fmul_rn(unbias(si), dq), neg_shift[mt][hr]);
-            else x = fmaf(unbias(si), dq, neg_shift[mt][hr]);
+            float x = dev::shifted_logit<decltype(exact)::value>(unbias(si), dq, neg_shift[mt][hr]);
             if constexpr (kMask) x = si == kMasked ? kNegInf : x;
             const float pv = ptx::exp2_approx(x);
             s_int[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S (same registers)
@@ -348,7 +345,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
       };
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
-        if (fabsf(m_row[mt][hr]) < num::kExactShiftLogit) exp_half(hr, std::false_type{});
+        if (!dev::exact_shift_row(m_row[mt][hr])) exp_half(hr, std::false_type{});
         else exp_half(hr, std::true_type{});
       }
       auto pf = [&](int n, int e) { return __int_as_float(s_int[n][e]); };

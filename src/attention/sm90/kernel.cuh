@@ -375,8 +375,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       m_row[hr] = m_new;
     }
     SM90_TRACE(5);
-    // One half-row: x = s * dq + shift, fused (fast) or with s rounded first (exact, for row
-    // maxima of magnitude >= num::kExactShiftLogit; see there).
+    // One half-row; rows with huge maxima take the exact exponent (dev::shifted_logit).
     auto exp_half = [&](int hr, auto exact) {
       float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four partial sums: short dependency chains
 #pragma unroll
@@ -384,9 +383,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int32_t si = sacc[n][2 * hr + e];
-          float x;
-          if constexpr (decltype(exact)::value) x = __fadd_rn(__fmul_rn(to_float(si), dq[n / 8]), neg_shift[hr]);
-          else x = fmaf(to_float(si), dq[n / 8], neg_shift[hr]);
+          float x = dev::shifted_logit<decltype(exact)::value>(to_float(si), dq[n / 8], neg_shift[hr]);
           if constexpr (kMask) x = si == kMasked ? kNegInf : x;
           const float pv = ptx::exp2_approx(x);
           sacc[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S
@@ -396,7 +393,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      if (fabsf(m_row[hr]) < num::kExactShiftLogit) exp_half(hr, std::false_type{});
+      if (!dev::exact_shift_row(m_row[hr])) exp_half(hr, std::false_type{});
       else exp_half(hr, std::true_type{});
     }
     SM90_TRACE(6);

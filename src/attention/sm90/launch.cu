@@ -105,7 +105,7 @@ bool serves(const detail::AttentionParams& p, const char** why) {
   else if (p.seqlen_q > kMaxTokens || p.seqlen_k > kMaxTokens)
     reason = "a sequence is longer than the kernels' 32-bit token indices allow";
   else if (query_tiles(p.seqlen_q) * p.batch > INT32_MAX)
-    reason = "sequences x query tiles of 192 rows exceed the grid's x dimension (2^31 - 1)";
+    reason = "sequences x query tiles exceed the grid's x dimension (2^31 - 1)";
   if (why) *why = reason;
   return reason == nullptr;
 }

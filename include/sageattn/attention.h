@@ -56,6 +56,9 @@ struct AttentionOptions {
 // options only), and the memory is the call's until its work on its stream has finished: calls on
 // one stream may share a workspace, calls that may run at the same time (other streams, other
 // threads' streams, concurrent graph launches) must not. A captured graph uses it at every launch.
+// `data` must be kWorkspaceAlignment-byte aligned when the call needs a workspace (any pointer
+// from cudaMalloc or cudaMallocAsync is); an offset into a larger buffer must keep that alignment.
+inline constexpr std::size_t kWorkspaceAlignment = 256;
 struct Workspace {
   void* data = nullptr;
   std::size_t bytes = 0;

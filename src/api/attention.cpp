@@ -3,6 +3,7 @@
 // binding -> API (validate, fill Params) -> dispatch (this file) -> backend launch -> kernel.
 #include "sageattn/attention.h"
 
+#include <cstdint>
 #include <new>
 #include <stdexcept>
 
@@ -36,9 +37,14 @@ Error host_out_of_memory(const detail::AttentionParams& p) {
 // The one dispatch point from resolved params to a backend.
 void dispatch(const detail::AttentionParams& p, Workspace workspace, Stream stream) {
   const std::size_t need = workspace_size(p);
-  if (workspace.data != nullptr)
+  if (workspace.data != nullptr) {
     SAGEATTN_CHECK(workspace.bytes >= need, "workspace has ", workspace.bytes,
                    " bytes but this call needs ", need);
+    // The GPU backends carve the workspace into buffers that vector loads and TMA read.
+    SAGEATTN_CHECK(need == 0 || reinterpret_cast<std::uintptr_t>(workspace.data) % kWorkspaceAlignment == 0,
+                   "workspace.data (", workspace.data, ") is not ", kWorkspaceAlignment,
+                   "-byte aligned (cudaMalloc and cudaMallocAsync pointers are)");
+  }
   try {
     switch (p.backend) {
       case Backend::kCpu: cpu::run_attention(p); return;

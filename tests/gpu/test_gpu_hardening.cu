@@ -535,6 +535,42 @@ TEST_F(GpuHardening, TooManyQueryHeadsIsAnError) {
   EXPECT_EQ(count_nonfinite16(o.get(), H * D, DType::kBF16), H * D) << "output written by a refused call";
 }
 
+// A caller workspace that is large enough but not kWorkspaceAlignment-byte aligned: an Error
+// naming the alignment, for every GPU backend, output untouched; the same call on the aligned
+// pointer runs.
+TEST_F(GpuHardening, MisalignedWorkspaceIsAnError) {
+  const int64_t H = 2, N = 200, D = 128;
+  DeviceBuffer q(H * N * D * 2), o(H * N * D * 2);
+  q.fill(0), o.fill(0xFF);
+  std::vector<Backend> backends{Backend::kAuto, Backend::kSm80};
+  if (device_cc() == 90) backends.push_back(Backend::kSm90);
+  for (Backend b : backends) {
+    SCOPED_TRACE(std::string("backend ") + to_string(b));
+    AttentionOptions opt;
+    opt.backend = b, opt.pv_mode = PvMode::kFp16;
+    const TensorView qv = make_contiguous_view(q.get(), DType::kBF16, {1, H, N, D}, 0);
+    const TensorView ov = make_contiguous_view(o.get(), DType::kBF16, {1, H, N, D}, 0);
+    const std::size_t need = attention_workspace_size(qv, qv, qv, opt);
+    ASSERT_GT(need, 0u);
+    DeviceBuffer ws(need + kWorkspaceAlignment);
+    for (std::size_t offset : {std::size_t(16), std::size_t(128)}) {
+      try {
+        attention(qv, qv, qv, ov, opt, {}, Workspace{static_cast<char*>(ws.get()) + offset, need});
+        ADD_FAILURE() << "a workspace at offset " << offset << " was accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+        EXPECT_NE(std::string(e.what()).find("256-byte aligned"), std::string::npos) << e.what();
+      }
+    }
+    SAGEATTN_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(count_nonfinite16(o.get(), H * N * D, DType::kBF16), H * N * D) << "output written by a refused call";
+    EXPECT_NO_THROW(attention(qv, qv, qv, ov, opt, {}, Workspace{ws.get(), need}));
+    SAGEATTN_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_EQ(count_nonfinite16(o.get(), H * N * D, DType::kBF16), 0);
+    o.fill(0xFF);
+  }
+}
+
 // ============================================================================ concurrency
 // One problem with its device inputs, its outputs and, optionally, its own workspace.
 struct Job {

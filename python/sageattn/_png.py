@@ -1,7 +1,7 @@
 """A small raster canvas that writes PNG files with numpy, zlib and struct only.
 
-It draws what the benchmark report needs when matplotlib is not installed (the GPU machine has no
-network and no matplotlib): filled rectangles, anti-aliased polylines (solid or dashed), filled
+It draws what the benchmark report needs when matplotlib is not installed (a GPU machine without
+network may lack it): filled rectangles, anti-aliased polylines (solid or dashed), filled
 discs and text in a built-in 5x7 bitmap font, scaled by an integer factor. Colors are RGB tuples of
 0-255; coordinates are pixels, x to the right and y down, (0, 0) the top-left corner.
 

@@ -2,7 +2,7 @@
 
 A figure is first described as data (:class:`Figure` of :class:`Panel` s holding lines or bars),
 then drawn by matplotlib when it is importable, else by the built-in renderer of
-:mod:`sageattn._png` (numpy only), so the GPU machine, which has no matplotlib, still makes plots.
+:mod:`sageattn._png` (numpy only), so a machine without matplotlib still makes plots.
 
 - ``<stem>-tflops.png``: end-to-end TFLOPS against the sequence length, one panel per (head dim,
   causal), a line per implementation and mode; kernel-only TFLOPS dashed, where measured.

@@ -4,7 +4,10 @@
 # add .probe/ to .git/info/exclude and pass carry [".probe"] to the device tool) and the working
 # tree (variants via AB_VARIANTS "-Dx|-Dy", '' = plain), then times a few problems with each
 # (AB_PROBS "hd:N:causal ..."). AB_OLD=0 skips the baseline; AB_TESTS=1 also runs
-# test_gpu_attention and test_gpu_hardening of the first variant. Logs under $OUT.
+# test_gpu_attention and test_gpu_hardening of the first variant; AB_BACKENDS "auto sm80 sm90"
+# times each problem on each backend; AB_NCU "hd:N:mode:backend ..." profiles the attention kernel
+# of the first variant with ncu (--set full, pipe utilizations, ncu_*.txt). The trees build
+# concurrently. Logs under $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/ab_out}"; mkdir -p "$out"
 probs="${AB_PROBS:-128:16384:0 128:4096:0 128:1024:0 128:16384:1 64:16384:0}"
@@ -16,13 +19,23 @@ build() {  # build SRC DIR FLAGS TARGETS...
   grep -E "spill stores" "$out/build_$(basename "$dir").log" | sort | uniq -c | head -n 4
 }
 bins=()
-if [ "${AB_OLD:-1}" = 1 ]; then build "${AB_OLD_SRC:-.probe/old}" build/ab_old "" sageattn_cli && bins+=(build/ab_old/tools/sageattn); fi
 IFS='|' read -r -a variants <<<"${AB_VARIANTS:-}"
 [ ${#variants[@]} = 0 ] && variants=("")
 tg=(sageattn_cli); [ "${AB_TESTS:-0}" = 1 ] && tg+=(test_gpu_attention test_gpu_hardening)
+t0=$(date +%s)
+if [ "${AB_OLD:-1}" = 1 ]; then build "${AB_OLD_SRC:-.probe/old}" build/ab_old "" sageattn_cli >"$out/build_ab_old.msg" 2>&1 & fi
 for i in "${!variants[@]}"; do
-  echo "== new$i: ${variants[$i]}"
-  build . "build/ab_new$i" "${variants[$i]}" "${tg[@]}" && bins+=("build/ab_new$i/tools/sageattn")
+  build . "build/ab_new$i" "${variants[$i]}" "${tg[@]}" >"$out/build_ab_new$i.msg" 2>&1 &
+done
+wait
+echo "== builds: $(($(date +%s) - t0)) s"
+if [ "${AB_OLD:-1}" = 1 ]; then
+  echo "== old: ${AB_OLD_SRC:-.probe/old}"; cat "$out/build_ab_old.msg"
+  [ -x build/ab_old/tools/sageattn ] && bins+=(build/ab_old/tools/sageattn)
+fi
+for i in "${!variants[@]}"; do
+  echo "== new$i: ${variants[$i]}"; cat "$out/build_ab_new$i.msg"
+  [ -x "build/ab_new$i/tools/sageattn" ] && bins+=("build/ab_new$i/tools/sageattn")
 done
 if [ "${AB_TESTS:-0}" = 1 ]; then
   for t in test_gpu_attention test_gpu_hardening; do
@@ -34,7 +47,20 @@ echo "== cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS"
 for p in $probs; do
   IFS=: read -r hd n c <<<"$p"; flag=""; [ "$c" = 1 ] && flag=--causal
   for bin in "${bins[@]}"; do
-    "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" $flag --modes "${AB_MODES:-fp16,fp8}" \
-      --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" | grep -E "^(fp16|fp8) " | sed "s|^|$(basename "$(dirname "$(dirname "$bin")")") hd$hd N=$n c=$c  |"
+    for be in ${AB_BACKENDS:-auto}; do
+      "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" $flag --modes "${AB_MODES:-fp16,fp8}" \
+        --backend "$be" --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" | grep -E "^(fp16|fp8) " |
+        sed "s|^|$(basename "$(dirname "$(dirname "$bin")")") $be hd$hd N=$n c=$c  |"
+    done
   done
+done
+# ncu of the first variant's attention kernel: pipe utilizations and issue, per problem.
+for p in ${AB_NCU:-}; do
+  IFS=: read -r hd n mode be <<<"$p"
+  f="$out/ncu_hd${hd}_${n}_${mode}_${be}.txt"
+  ncu --clock-control none --set full --import-source no -k regex:attention_kernel -c 1 --print-details all \
+    build/ab_new0/tools/sageattn bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" \
+    --modes "$mode" --backend "$be" --warmup 0 --iters 1 >"$f" 2>&1
+  echo "== ncu hd$hd N=$n $mode $be (rc $?)"
+  grep -E "attention_kernel|Duration|SM Frequency|Registers Per|Issue Slots Busy|Executed Ipc A|No Eligible|Warp Cycles Per Issued|Stall|^ +[A-Z][A-Za-z0-9 ()/]* +% +[0-9]" "$f" | head -n 70
 done

@@ -29,22 +29,31 @@ __device__ __forceinline__ SeqBounds seq_bounds(const KernelParams& p, int64_t b
   return {0, p.seqlen_q, p.seqlen_k};
 }
 
-__device__ __forceinline__ float load_q_elem(const KernelParams& p, int64_t off) {
-  const uint16_t raw = static_cast<const uint16_t*>(p.q)[off];
-  return p.bf16 ? __uint_as_float(uint32_t(raw) << 16) : __half2float(__ushort_as_half(raw));
+// The raw bits of 8 consecutive Q elements of one row starting at element offset `off`; zero bits
+// (+0.0) for a row past the sequence (!valid) and past head_dim.
+__device__ __forceinline__ uint4 load_q8_raw(const KernelParams& p, int64_t off, int c0, bool valid) {
+  if (!valid || c0 >= p.head_dim) return make_uint4(0u, 0u, 0u, 0u);
+  const uint16_t* q = static_cast<const uint16_t*>(p.q) + off;
+  if (p.q_aligned) return *reinterpret_cast<const uint4*>(q);
+  uint32_t w[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) w[j] = uint32_t(q[2 * j]) | (uint32_t(q[2 * j + 1]) << 16);
+  return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// 8 consecutive Q elements of one row starting at element offset `off` (zeros past head_dim).
-__device__ __forceinline__ void load_q8(const KernelParams& p, int64_t off, int c0, float (&x)[8]) {
-  if (c0 >= p.head_dim) {
+// load_q8_raw's bits widened to float (exact for both dtypes).
+__device__ __forceinline__ void widen_q8(const KernelParams& p, const uint4& raw, float (&x)[8]) {
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = 0.0f;
-  } else if (p.q_aligned) {
-    if (p.bf16) dev::load8<true>(static_cast<const uint16_t*>(p.q) + off, x);
-    else dev::load8<false>(static_cast<const uint16_t*>(p.q) + off, x);
-  } else {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) x[j] = load_q_elem(p, off + j);
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = w[i] & 0xFFFFu, hi = w[i] >> 16;
+    if (p.bf16) {
+      x[2 * i] = __uint_as_float(lo << 16);
+      x[2 * i + 1] = __uint_as_float(hi << 16);
+    } else {
+      x[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(lo)));
+      x[2 * i + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(hi)));
+    }
   }
 }
 
@@ -73,43 +82,71 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
   const bool want_qkm = p.lse != nullptr && p.smooth_k;
   static_assert(kQVecs % kThreads == 0 && 32 % kVecsPerRow == 0,
                 "every lane runs every iteration; a row's vectors sit in consecutive lanes");
-  for (int i = tid; i < kQVecs; i += kThreads) {
-    const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-    const int64_t row = row0 + r;
-    float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (row < sb.q_len) load_q8(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, x);
-    float a = 0.0f, dot = 0.0f;
+  // A thread's vectors are i = tid + it * kThreads. Their loads are issued kBatch at a time, so
+  // that the prologue waits for one memory round trip per batch instead of one per vector; when
+  // every vector fits one batch (sm90: 192 rows, 384 threads, kD <= 128) the raw bits stay in
+  // registers for the second pass, which then reads nothing.
+  constexpr int kIters = kQVecs / kThreads;
+  constexpr int kBatch = kIters < 8 ? kIters : 8;
+  constexpr bool kKeep = kBatch == kIters;
+  static_assert(kIters % kBatch == 0, "batches tile a thread's vectors");
+  auto load_batch = [&](int it0, uint4 (&raw)[kBatch]) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
-      if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
+    for (int k = 0; k < kBatch; ++k) {
+      const int i = tid + (it0 + k) * kThreads;
+      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
+      const int64_t row = row0 + r;
+      raw[k] = load_q8_raw(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, row < sb.q_len);
     }
-    // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
-    // order: deterministic LSE), then one lane per row touches shared memory.
+  };
+  uint4 raw[kBatch];
+#pragma unroll 1
+  for (int it0 = 0; it0 < kIters; it0 += kBatch) {
+    load_batch(it0, raw);
 #pragma unroll
-    for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
-    if (want_qkm) {
+    for (int k = 0; k < kBatch; ++k) {
+      const int i = tid + (it0 + k) * kThreads;
+      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
+      float x[8];
+      widen_q8(p, raw[k], x);
+      float a = 0.0f, dot = 0.0f;
 #pragma unroll
-      for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if (i % kVecsPerRow == 0) q_km[r] = dot;
+      for (int j = 0; j < 8; ++j) {
+        a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
+        if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
+      }
+      // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
+      // order: deterministic LSE), then one lane per row touches shared memory.
+#pragma unroll
+      for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+      if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
+      if (want_qkm) {
+#pragma unroll
+        for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (i % kVecsPerRow == 0) q_km[r] = dot;
+      }
     }
   }
   sync();
   const bool negative_scale = p.scale_log2 < 0.0f;
-  for (int i = tid; i < kQVecs; i += kThreads) {
-    const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-    const int64_t row = row0 + r;
-    float x[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    if (row < sb.q_len) load_q8(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, x);
-    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
-    uint32_t w[2] = {0u, 0u};
+#pragma unroll 1
+  for (int it0 = 0; it0 < kIters; it0 += kBatch) {
+    if (!kKeep) load_batch(it0, raw);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int code = dev::int8_code(x[j], inv);
-      w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
+    for (int k = 0; k < kBatch; ++k) {
+      const int i = tid + (it0 + k) * kThreads;
+      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
+      float x[8];
+      widen_q8(p, raw[k], x);
+      const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
+      uint32_t w[2] = {0u, 0u};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int code = dev::int8_code(x[j], inv);
+        w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
+      }
+      store(r, c0, make_uint2(w[0], w[1]));
     }
-    store(r, c0, make_uint2(w[0], w[1]));
   }
 }
 

@@ -100,54 +100,51 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
     }
   };
   uint4 raw[kBatch];
+  // body(i, r, c0, x) on every vector of this thread (local row r, channels c0..c0+7), batch by
+  // batch; `reuse`: the bits are still in raw (one batch, second pass), nothing is loaded.
+  auto for_each_vector = [&](bool reuse, auto&& body) {
 #pragma unroll 1
-  for (int it0 = 0; it0 < kIters; it0 += kBatch) {
-    load_batch(it0, raw);
+    for (int it0 = 0; it0 < kIters; it0 += kBatch) {
+      if (!reuse) load_batch(it0, raw);
 #pragma unroll
-    for (int k = 0; k < kBatch; ++k) {
-      const int i = tid + (it0 + k) * kThreads;
-      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-      float x[8];
-      widen_q8(p, raw[k], x);
-      float a = 0.0f, dot = 0.0f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
-        if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
-      }
-      // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
-      // order: deterministic LSE), then one lane per row touches shared memory.
-#pragma unroll
-      for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-      if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
-      if (want_qkm) {
-#pragma unroll
-        for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        if (i % kVecsPerRow == 0) q_km[r] = dot;
+      for (int k = 0; k < kBatch; ++k) {
+        const int i = tid + (it0 + k) * kThreads;
+        float x[8];
+        widen_q8(p, raw[k], x);
+        body(i, i / kVecsPerRow, (i % kVecsPerRow) * 8, x);
       }
     }
-  }
+  };
+  for_each_vector(false, [&](int i, int r, int c0, const float (&x)[8]) {
+    float a = 0.0f, dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
+      if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
+    }
+    // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
+    // order: deterministic LSE), then one lane per row touches shared memory.
+#pragma unroll
+    for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
+    if (want_qkm) {
+#pragma unroll
+      for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if (i % kVecsPerRow == 0) q_km[r] = dot;
+    }
+  });
   sync();
   const bool negative_scale = p.scale_log2 < 0.0f;
-#pragma unroll 1
-  for (int it0 = 0; it0 < kIters; it0 += kBatch) {
-    if (!kKeep) load_batch(it0, raw);
+  for_each_vector(kKeep, [&](int, int r, int c0, const float (&x)[8]) {
+    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
+    uint32_t w[2] = {0u, 0u};
 #pragma unroll
-    for (int k = 0; k < kBatch; ++k) {
-      const int i = tid + (it0 + k) * kThreads;
-      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-      float x[8];
-      widen_q8(p, raw[k], x);
-      const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
-      uint32_t w[2] = {0u, 0u};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int code = dev::int8_code(x[j], inv);
-        w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
-      }
-      store(r, c0, make_uint2(w[0], w[1]));
+    for (int j = 0; j < 8; ++j) {
+      const int code = dev::int8_code(x[j], inv);
+      w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
     }
-  }
+    store(r, c0, make_uint2(w[0], w[1]));
+  });
 }
 
 // Stores half hr (rows g or g + 8 of an m16 tile) of one output row from a thread's m16n8

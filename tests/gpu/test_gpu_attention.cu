@@ -417,9 +417,9 @@ TEST_F(GpuAttention, Sm90RefusesWhatItDoesNotCover) {
   }
 }
 
-// Automatic dispatch: on compute capability 9.0 the sm90 kernels run the calls they cover at head
-// dims 65-128 (where they are faster), the sm80 kernels the rest; elsewhere sm80 runs everything. Checked bit for bit against the backend
-// named explicitly.
+// Automatic dispatch: on compute capability 9.0 the sm90 kernels run every call they cover (head
+// dims <= 128, where they are faster), the sm80 kernels the rest; elsewhere sm80 runs everything.
+// Checked bit for bit against the backend named explicitly.
 TEST_F(GpuAttention, AutoDispatchPicksSm90WhereItServes) {
   const bool hopper = device_cc() == 90;
   for (int64_t d : {64, 128, 256}) {
@@ -431,8 +431,7 @@ TEST_F(GpuAttention, AutoDispatchPicksSm90WhereItServes) {
     const TensorView tq = make_contiguous_view(q.get(), DType::kF16, {1, 2, 300, d}, 0);
     AttentionOptions a, b;
     a.pv_mode = b.pv_mode = PvMode::kFp16;
-    // sm90 runs hd128 kernels by default (sm90::preferred; hd64 is slower than sm80 at short N).
-    b.backend = hopper && d > 64 && sm90_covers(d, PvMode::kFp16) ? Backend::kSm90 : Backend::kSm80;
+    b.backend = hopper && sm90_covers(d, PvMode::kFp16) ? Backend::kSm90 : Backend::kSm80;
     attention(tq, tq, tq, make_contiguous_view(o1.get(), DType::kF16, {1, 2, 300, d}, 0), a);
     attention(tq, tq, tq, make_contiguous_view(o2.get(), DType::kF16, {1, 2, 300, d}, 0), b);
     const std::vector<uint16_t> r1 = o1.download<uint16_t>(x.size()), r2 = o2.download<uint16_t>(x.size());

@@ -110,7 +110,10 @@ bool serves(const detail::AttentionParams& p, const char** why) {
   return reason == nullptr;
 }
 
-bool preferred(const detail::AttentionParams& p) { return attn::kernel_head_dim(p.head_dim) == 128; }
+// Every call the sm90 kernels serve (head dims <= 128, pv_mode fp16 or fp8): at hd64 they beat the
+// sm80 kernels too, by 3% at N = 1K and 25-35% (fp16) / 65-80% (fp8) at 4K-16K (H200, bench/RESULTS.md
+// 2026-12-06).
+bool preferred(const detail::AttentionParams& p) { return attn::kernel_head_dim(p.head_dim) <= 128; }
 
 std::size_t workspace_size(const detail::AttentionParams& p) {
   return quant::kv_quant_workspace_bytes(

@@ -64,6 +64,11 @@ struct GroupSpec {
   constexpr int64_t group_of(int64_t token) const {
     return token / block * count + (token % block) / stride % count;
   }
+  // group_of in 32-bit arithmetic, for token indices inside one tile (kernels: 64-bit division by
+  // a runtime divisor costs a subroutine call).
+  constexpr int group_of_local(int token) const {
+    return token / block * count + (token % block) / stride % count;
+  }
 };
 
 // Tile sizes of one kernel family. The online softmax advances block_k keys at a time, so the

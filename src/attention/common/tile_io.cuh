@@ -29,19 +29,7 @@ __device__ __forceinline__ SeqBounds seq_bounds(const KernelParams& p, int64_t b
   return {0, p.seqlen_q, p.seqlen_k};
 }
 
-// The raw bits of 8 consecutive Q elements of one row starting at element offset `off`; zero bits
-// (+0.0) for a row past the sequence (!valid) and past head_dim.
-__device__ __forceinline__ uint4 load_q8_raw(const KernelParams& p, int64_t off, int c0, bool valid) {
-  if (!valid || c0 >= p.head_dim) return make_uint4(0u, 0u, 0u, 0u);
-  const uint16_t* q = static_cast<const uint16_t*>(p.q) + off;
-  if (p.q_aligned) return *reinterpret_cast<const uint4*>(q);
-  uint32_t w[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) w[j] = uint32_t(q[2 * j]) | (uint32_t(q[2 * j + 1]) << 16);
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
-// load_q8_raw's bits widened to float (exact for both dtypes).
+// The raw bits of 8 consecutive Q elements widened to float (exact for both dtypes).
 __device__ __forceinline__ void widen_q8(const KernelParams& p, const uint4& raw, float (&x)[8]) {
   const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
@@ -63,80 +51,110 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
 
 // The Q prologue: quantizes rows [row0, row0 + kRows) of query head h (rows past the sequence
 // are zeros) with kThreads threads, tid in [0, kThreads). q_amax[g] receives the amax of local
-// group g (qg.group_of(local row)), q_km[r] the row's q . kmean when the LSE needs it (K smoothed).
+// group g (group_of(local row), which must equal qg.group_of: a table lookup where the kernel
+// has room for one, since a division by the runtime group size costs ~10 instructions, twice per
+// vector), q_km[r] the row's q . kmean when the LSE needs it (K smoothed).
 // sync() is a barrier over exactly the kThreads threads; store(r, c0, codes) writes the 8 int8
 // codes of local row r, channels c0..c0+7 (packed little-endian in a uint2). A negative softmax
 // scale is carried by the codes (-c is exact in [-127, 127]) so that the dequantization factor
 // stays >= 0 and row maxes can be taken on the integer logits. The caller syncs after it.
-template <int kD, int kRows, int kThreads, typename Sync, typename Store>
+template <int kD, int kRows, int kThreads, typename GroupOf, typename Sync, typename Store>
 __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const SeqBounds& sb, int64_t b,
-                                                int64_t h, int64_t bhk, int64_t row0, const GroupSpec& qg,
-                                                int tid, float* q_amax, float* q_km, Sync&& sync,
-                                                Store&& store) {
+                                                int64_t h, int64_t bhk, int64_t row0,
+                                                int tid, float* q_amax, float* q_km, GroupOf&& group_of,
+                                                Sync&& sync, Store&& store) {
   for (int i = tid; i < kRows; i += kThreads) q_amax[i] = 0.0f, q_km[i] = 0.0f;
   sync();
   constexpr int kVecsPerRow = kD / 8;
-  constexpr int kQVecs = kRows * kVecsPerRow;
-  const int64_t q_base = (p.cu_seqlens_q ? 0 : b * p.q_stride_b) + h * p.q_stride_h;
-  const float* km = p.k_mean + bhk * kD;
+  constexpr int kRowStep = kThreads / kVecsPerRow;  // rows between a thread's consecutive vectors
+  static_assert(kThreads % kVecsPerRow == 0 && kRows % kRowStep == 0 && 32 % kVecsPerRow == 0,
+                "every lane runs every iteration, always on the same 8 channels; a row's vectors "
+                "sit in consecutive lanes");
+  // A thread's vectors: channels c0 .. c0 + 7 of local rows r0 + it * kRowStep. The channels are
+  // the same for every vector (so are their K means); head_dim is a multiple of 8, so a vector
+  // lies wholly inside or wholly past it.
+  const int c0 = (tid % kVecsPerRow) * 8, r0 = tid / kVecsPerRow;
+  const bool col_in = c0 < p.head_dim;
+  const int64_t q_row_stride = kRowStep * p.q_stride_n;
+  const uint16_t* q_first = static_cast<const uint16_t*>(p.q) + (p.cu_seqlens_q ? 0 : b * p.q_stride_b) +
+                            h * p.q_stride_h + (sb.q_begin + row0 + r0) * p.q_stride_n + c0;
+  const int rows_left = int(sb.q_len - row0) - r0;  // vector it holds a row of the sequence iff it * kRowStep < rows_left
   const bool want_qkm = p.lse != nullptr && p.smooth_k;
-  static_assert(kQVecs % kThreads == 0 && 32 % kVecsPerRow == 0,
-                "every lane runs every iteration; a row's vectors sit in consecutive lanes");
-  // A thread's vectors are i = tid + it * kThreads. Their loads are issued kBatch at a time, so
-  // that the prologue waits for one memory round trip per batch instead of one per vector; when
-  // every vector fits one batch (sm90: 192 rows, 384 threads, kD <= 128) the raw bits stay in
-  // registers for the second pass, which then reads nothing.
-  constexpr int kIters = kQVecs / kThreads;
+  float kmv[8] = {};
+  if (want_qkm && col_in) {  // [b, h_kv, dp] floats, 256-byte aligned; c0 % 8 == 0
+    const float4* km = reinterpret_cast<const float4*>(p.k_mean + bhk * kD + c0);
+    const float4 lo = km[0], hi = km[1];
+    kmv[0] = lo.x, kmv[1] = lo.y, kmv[2] = lo.z, kmv[3] = lo.w;
+    kmv[4] = hi.x, kmv[5] = hi.y, kmv[6] = hi.z, kmv[7] = hi.w;
+  }
+  // A thread's loads are issued kBatch at a time, so that the prologue waits for one memory round
+  // trip per batch instead of one per vector; when every vector fits one batch (sm90: 192 rows, 384
+  // threads, kD <= 128) the raw bits stay in registers for the second pass, which reads nothing.
+  constexpr int kIters = kRows / kRowStep;
   constexpr int kBatch = kIters < 8 ? kIters : 8;
   constexpr bool kKeep = kBatch == kIters;
   static_assert(kIters % kBatch == 0, "batches tile a thread's vectors");
+  // Raw bits of vector it: zeros (+0.0) for a row past the sequence or channels past head_dim.
   auto load_batch = [&](int it0, uint4 (&raw)[kBatch]) {
+    if (p.q_aligned) {  // uniform: one 16-byte load per vector
 #pragma unroll
-    for (int k = 0; k < kBatch; ++k) {
-      const int i = tid + (it0 + k) * kThreads;
-      const int r = i / kVecsPerRow, c0 = (i % kVecsPerRow) * 8;
-      const int64_t row = row0 + r;
-      raw[k] = load_q8_raw(p, q_base + (sb.q_begin + row) * p.q_stride_n + c0, c0, row < sb.q_len);
+      for (int k = 0; k < kBatch; ++k) {
+        const int it = it0 + k;
+        raw[k] = col_in && it * kRowStep < rows_left ? *reinterpret_cast<const uint4*>(q_first + it * q_row_stride)
+                                                      : make_uint4(0u, 0u, 0u, 0u);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        const int it = it0 + k;
+        uint32_t w[4] = {0u, 0u, 0u, 0u};
+        if (col_in && it * kRowStep < rows_left) {
+          const uint16_t* q = q_first + it * q_row_stride;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) w[j] = uint32_t(q[2 * j]) | (uint32_t(q[2 * j + 1]) << 16);
+        }
+        raw[k] = make_uint4(w[0], w[1], w[2], w[3]);
+      }
     }
   };
   uint4 raw[kBatch];
-  // body(i, r, c0, x) on every vector of this thread (local row r, channels c0..c0+7), batch by
-  // batch; `reuse`: the bits are still in raw (one batch, second pass), nothing is loaded.
+  // body(r, x) on every vector of this thread (local row r), batch by batch; `reuse`: the bits are
+  // still in raw (one batch, second pass), nothing is loaded.
   auto for_each_vector = [&](bool reuse, auto&& body) {
 #pragma unroll 1
     for (int it0 = 0; it0 < kIters; it0 += kBatch) {
       if (!reuse) load_batch(it0, raw);
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const int i = tid + (it0 + k) * kThreads;
         float x[8];
         widen_q8(p, raw[k], x);
-        body(i, i / kVecsPerRow, (i % kVecsPerRow) * 8, x);
+        body(r0 + (it0 + k) * kRowStep, x);
       }
     }
   };
-  for_each_vector(false, [&](int i, int r, int c0, const float (&x)[8]) {
+  const bool row_lead = c0 == 0;  // the lane holding a row's first vector
+  for_each_vector(false, [&](int r, const float (&x)[8]) {
     float a = 0.0f, dot = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
-      if (want_qkm && c0 + j < p.head_dim) dot = fmaf(x[j], km[c0 + j], dot);
+      if (want_qkm) dot = fmaf(x[j], kmv[j], dot);  // zeros past head_dim
     }
     // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
     // order: deterministic LSE), then one lane per row touches shared memory.
 #pragma unroll
     for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if (i % kVecsPerRow == 0) dev::atomic_max_nonneg(&q_amax[qg.group_of(r)], a);
+    if (row_lead) dev::atomic_max_nonneg(&q_amax[group_of(r)], a);
     if (want_qkm) {
 #pragma unroll
       for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if (i % kVecsPerRow == 0) q_km[r] = dot;
+      if (row_lead) q_km[r] = dot;
     }
   });
   sync();
   const bool negative_scale = p.scale_log2 < 0.0f;
-  for_each_vector(kKeep, [&](int, int r, int c0, const float (&x)[8]) {
-    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[qg.group_of(r)], kMinAmax));
+  for_each_vector(kKeep, [&](int r, const float (&x)[8]) {
+    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[group_of(r)], kMinAmax));
     uint32_t w[2] = {0u, 0u};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
@@ -147,39 +165,61 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
   });
 }
 
-// Stores half hr (rows g or g + 8 of an m16 tile) of one output row from a thread's m16n8
-// accumulator fragments acc[n] (columns 8n + 2t, 8n + 2t + 1): O = acc / l * v_scale + v_mean,
+// Stores a thread's two output rows, halves hr = 0, 1 of its m16n8 accumulator fragments acc[n]
+// (rows g and g + 8 of an m16 tile; columns 8n + 2t, 8n + 2t + 1): O = acc / l * v_scale + v_mean,
 // rounded to the output dtype with magnitudes beyond its range (+-inf included) saturated and NaN
-// kept (num::saturate); zeros when l == 0 (nothing visible). A NaN l (a NaN logit) is not
-// "nothing visible": the row comes out NaN. o_row: element offset of the row in p.out. vs, vmn:
-// this KV head's V scales and means.
+// kept (num::saturate); zeros when l == 0 (nothing visible). A NaN l (a NaN logit) is not "nothing
+// visible": the row comes out NaN. o_row[hr]: element offset of the row in p.out; rows with
+// !in_seq[hr] (past the sequence) are not stored. l[hr]: the row's full sum. vs, vmn: this KV head's
+// V scales and means ([dp] floats, 8-byte aligned). Their loads run up to 8 n-tiles ahead of the
+// stores, for both rows at once: a load that follows a store to p.out in program order cannot be
+// moved above it (they may alias), and one round trip per n-tile cost ~8 us per CTA at hd128
+// (bench/NOTES.md section 19).
 template <int kNTiles>
-__device__ __forceinline__ void store_out_row(const KernelParams& p, int64_t o_row,
-                                              const float (&acc)[kNTiles][4], int hr, float l, int t,
-                                              const float* vs, const float* vmn) {
-  const bool visible = l != 0.0f;
-  const float inv_l = visible ? 1.0f / l : 0.0f;
+__device__ __forceinline__ void store_out_rows(const KernelParams& p, const int64_t (&o_row)[2],
+                                               const bool (&in_seq)[2], const float (&acc)[kNTiles][4],
+                                               const float (&l)[2], int t, const float* vs, const float* vmn) {
+  constexpr int kChunk = kNTiles < 8 ? kNTiles : 8;
+  static_assert(kNTiles % kChunk == 0, "chunks tile the n-tiles");
+  bool visible[2];
+  float inv_l[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) visible[hr] = l[hr] != 0.0f, inv_l[hr] = visible[hr] ? 1.0f / l[hr] : 0.0f;
   const float o_max = p.bf16 ? num::kBf16Max : kFp16Max;
 #pragma unroll
-  for (int n = 0; n < kNTiles; ++n) {
-    const int c = n * 8 + 2 * t;
-    if (c >= p.head_dim) continue;
-    float o0 = 0.0f, o1 = 0.0f;
-    if (visible) {
-      o0 = num::saturate(acc[n][2 * hr] * inv_l * vs[c] + vmn[c], o_max);
-      o1 = num::saturate(acc[n][2 * hr + 1] * inv_l * vs[c + 1] + vmn[c + 1], o_max);
+  for (int n0 = 0; n0 < kNTiles; n0 += kChunk) {
+    float2 sc[kChunk], mn[kChunk];  // columns c, c + 1 < dp: in bounds even past head_dim
+#pragma unroll
+    for (int k = 0; k < kChunk; ++k) {
+      const int c = (n0 + k) * 8 + 2 * t;
+      sc[k] = *reinterpret_cast<const float2*>(vs + c);
+      mn[k] = *reinterpret_cast<const float2*>(vmn + c);
     }
-    uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row + c;
-    uint16_t u0, u1;
-    if (p.bf16) {
-      u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
-      u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
-    } else {
-      u0 = __half_as_ushort(__float2half_rn(o0));
-      u1 = __half_as_ushort(__float2half_rn(o1));
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      if (!in_seq[hr]) continue;
+#pragma unroll
+      for (int k = 0; k < kChunk; ++k) {
+        const int n = n0 + k, c = n * 8 + 2 * t;
+        if (c >= p.head_dim) continue;  // head_dim is a multiple of 8: c + 1 < head_dim otherwise
+        float o0 = 0.0f, o1 = 0.0f;
+        if (visible[hr]) {
+          o0 = num::saturate(acc[n][2 * hr] * inv_l[hr] * sc[k].x + mn[k].x, o_max);
+          o1 = num::saturate(acc[n][2 * hr + 1] * inv_l[hr] * sc[k].y + mn[k].y, o_max);
+        }
+        uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row[hr] + c;
+        uint16_t u0, u1;
+        if (p.bf16) {
+          u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
+          u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
+        } else {
+          u0 = __half_as_ushort(__float2half_rn(o0));
+          u1 = __half_as_ushort(__float2half_rn(o1));
+        }
+        if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
+        else dst[0] = u0, dst[1] = u1;
+      }
     }
-    if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
-    else dst[0] = u0, dst[1] = u1;
   }
 }
 

@@ -168,7 +168,8 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   // ---- prologue: quantize Q into shared memory ----
   const GroupSpec qg = kTiles.q_groups(p.granularity);
   attn::quantize_q_tile<kD, kBlockQ, kThreads>(
-      p, sb, b, h, bhk, row0, qg, tid, q_amax, q_km, [] { __syncthreads(); },
+      p, sb, b, h, bhk, row0, tid, q_amax, q_km, [&](int r) { return qg.group_of_local(r); },
+      [] { __syncthreads(); },
       [&](int r, int c0, uint2 codes) { *reinterpret_cast<uint2*>(q_smem + r * Cfg::kQPitch + c0) = codes; });
   __syncthreads();
 
@@ -187,7 +188,7 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 #pragma unroll
       for (int ks = 0; ks < kKSteps; ++ks) ptx::ldmatrix_x4(q_frag[mt][ks], q_addr + mt * kQMTileBytes + ks * 32);
   }
-  const float q_amax_g = fmaxf(q_amax[qg.group_of(r_warp + g)], kMinAmax);
+  const float q_amax_g = fmaxf(q_amax[qg.group_of_local(r_warp + g)], kMinAmax);
   const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), fabsf(p.scale_log2));  // >= 0
   __syncthreads();  // with Q in registers, q_smem (the V region) is free from here on
 
@@ -524,18 +525,28 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   const float* vmn = p.v_mean + bhk * kD;
   const int64_t o_base = (p.cu_seqlens_q ? 0 : b * p.o_stride_b) + h * p.o_stride_h;
 #pragma unroll
-  for (int mt = 0; mt < kM; ++mt)
+  for (int mt = 0; mt < kM; ++mt) {
+    float l[2];
+    int64_t o_row[2];
+    bool in_seq[2];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      float l = l_row[mt][hr];
-      l += __shfl_xor_sync(0xffffffffu, l, 1);
-      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      l[hr] = l_row[mt][hr];
+      l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 1);
+      l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 2);
       const int row = row_lo + 16 * mt + 8 * hr;
-      if (row >= q_len) continue;
-      attn::store_out_row(p, o_base + (sb.q_begin + row) * p.o_stride_n, acc[mt], hr, l, t, vs, vmn);
-      if (p.lse && t == 0)
-        attn::store_lse(p, sb, b, h, row, m_row[mt][hr], l, kPOffset, q_km[r_warp + 16 * mt + 8 * hr + g]);
+      in_seq[hr] = row < q_len;
+      o_row[hr] = o_base + (sb.q_begin + row) * p.o_stride_n;
     }
+    attn::store_out_rows(p, o_row, in_seq, acc[mt], l, t, vs, vmn);
+    if (p.lse && t == 0) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        if (in_seq[hr])
+          attn::store_lse(p, sb, b, h, row_lo + 16 * mt + 8 * hr, m_row[mt][hr], l[hr], kPOffset,
+                          q_km[r_warp + 16 * mt + 8 * hr + g]);
+    }
+  }
 }
 
 }  // namespace sageattn::sm80

@@ -108,6 +108,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ __align__(8) uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
   __shared__ float q_amax[kBlockQ];  // per local Q group
   __shared__ float q_km[kBlockQ];    // q . kmean per row (LSE correction)
+  // Q group of each local row (GroupSpec::group_of, tabled for the prologue). The dynamic shared
+  // memory is aligned by hand (above), so static arrays may have any size.
+  __shared__ uint8_t q_grp[kBlockQ];
   // K dequantization scales of each stage's block: [stage][K group block (64 keys)][sub-group]
   __shared__ float k_sc_smem[kStages][kBlockK / kKBlock][4];
 
@@ -203,8 +206,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- prologue: Q -> swizzled int8 tile ----
   const GroupSpec qg = kTiles.q_groups(p.granularity);
+  static_assert(kBlockQ <= 256, "a tile's Q groups (at most one per row) are numbered in a uint8_t");
+  for (int i = ctid; i < kBlockQ; i += kConsumers * kWarpgroupThreads) q_grp[i] = uint8_t(qg.group_of_local(i));
+  // (the prologue's first barrier publishes the table)
   attn::quantize_q_tile<kD, kBlockQ, kConsumers * kWarpgroupThreads>(
-      p, sb, b, h, bhk, row0, qg, ctid, q_amax, q_km,
+      p, sb, b, h, bhk, row0, ctid, q_amax, q_km, [&](int r) { return int(q_grp[r]); },
       [] { ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads); },
       [&](int r, int c0, uint2 codes) {
         *reinterpret_cast<uint2*>(q_smem + ptx::swizzle_offset<kSw>(uint32_t(r * kD + c0))) = codes;
@@ -215,7 +221,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int r_local = cw * kRowsPerConsumer + w4 * 16 + g;  // this thread's rows: r_local, r_local + 8
   // Every granularity gives rows r_local and r_local + 8 one Q group (warp_q = 16 rows; per-thread
   // groups follow g), hence one dequant factor.
-  const float q_amax_g = fmaxf(q_amax[qg.group_of(r_local)], kMinAmax);
+  const float q_amax_g = fmaxf(q_amax[q_grp[r_local]], kMinAmax);
   const float sq = __fmul_rn(__fdiv_rn(q_amax_g, kInt8Max), fabsf(p.scale_log2));  // >= 0
   const int row_lo = int(row0) + r_local;  // sequence-local row of half 0
 
@@ -504,15 +510,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   const float* vs = p.v_scales + bhk * kD;
   const float* vmn = p.v_mean + bhk * kD;
   const int64_t o_base = (p.cu_seqlens_q ? 0 : b * p.o_stride_b) + h * p.o_stride_h;
+  float l[2];
+  int64_t o_row[2];
+  bool in_seq[2];
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
-    float l = l_row[hr];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    l[hr] = l_row[hr];
+    l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 1);
+    l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 2);
     const int row = row_lo + 8 * hr;
-    if (row >= q_len) continue;
-    attn::store_out_row(p, o_base + (sb.q_begin + row) * p.o_stride_n, acc, hr, l, t, vs, vmn);
-    if (p.lse && t == 0) attn::store_lse(p, sb, b, h, row, m_row[hr], l, kPOffset, q_km[r_local + 8 * hr]);
+    in_seq[hr] = row < q_len;
+    o_row[hr] = o_base + (sb.q_begin + row) * p.o_stride_n;
+  }
+  attn::store_out_rows(p, o_row, in_seq, acc, l, t, vs, vmn);
+  if (p.lse && t == 0) {
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr)
+      if (in_seq[hr]) attn::store_lse(p, sb, b, h, row_lo + 8 * hr, m_row[hr], l[hr], kPOffset, q_km[r_local + 8 * hr]);
   }
 #else
   (void)p, (void)tm_k, (void)tm_v;

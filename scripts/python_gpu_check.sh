@@ -5,8 +5,8 @@
 # fallback of sageattn.sdpa), records how the module links libstdc++ (pylogs/module.log), runs the
 # varlen error test alone after 'import torch' (it once crashed there), the JAX tests alone with full
 # tracebacks, the whole pytest suite verbosely and the transformers example, and prints a short
-# summary last (with the first failures' tracebacks). Logs go to $OUT (the device tool's output
-# folder) or ./python_gpu_check_out, packed into pylogs.tgz.
+# summary last (with the first failures' tracebacks) and exits with status 1 if a step failed. Logs
+# go to $OUT (the device tool's output folder) or ./python_gpu_check_out, packed into pylogs.tgz.
 #
 # Usage: scripts/python_gpu_check.sh
 set -uo pipefail
@@ -88,3 +88,6 @@ done
 grep -hE "^(model|attention calls|last hidden|logits|skipped)" "$logs/example.log"
 printf '%s\n' "${summary[@]}"
 tar czf "$out/pylogs.tgz" -C "$out" pylogs && rm -rf "$logs"
+# Exit status 1 when a step failed, so that a caller (or CI on a GPU machine) can gate on it.
+for s in "${summary[@]}"; do [[ "$s" == FAIL* ]] && exit 1; done
+exit 0

@@ -7,7 +7,7 @@ it is importable. bf16 HND inputs ~ N(0, 1) (the `gaussian` family), 32 heads,
 batch = 32K / N. Timing: CUDA events around each call (one call per sample, as `sageattn bench`
 times), warm-up, median. Accuracy (cos, rel_l1) against float64 attention on the same subset
 sageattn bench checks: batch 0, the first 4 heads, the last 512 query rows; every metric also
-goes to `<csv stem>-accuracy.csv`.
+goes to `accuracy/<csv stem>.csv` beside the results file.
 
 This is `python -m sageattn.bench --sweep` restricted to the peers (bench/run_grid.sh times
 sageattn itself with the `sageattn` program). The sweep's code is python/sageattn/bench.py, used

@@ -17,7 +17,7 @@ without the quantization passes) are not visible from Python: with ``--cli`` the
 ``kernel_tflops`` column. A progress line per problem goes to stderr.
 
 Files written (DIR = ``--out``): ``<gpu>-<date>.csv`` (exactly the columns of DESIGN.md §3; the
-accuracy columns are those of the gaussian family), ``<stem>-accuracy.csv`` (every family and
+accuracy columns are those of the gaussian family), ``accuracy/<stem>.csv`` (every family and
 metric), and, as ``--plot`` makes them, ``<stem>-tflops.png``, ``<stem>-accuracy.png`` and
 ``<stem>-summary.md`` (the tables). ``--plot`` redraws them from CSV files measured elsewhere, on
 any machine (matplotlib when importable, else a built-in PNG renderer).
@@ -220,8 +220,11 @@ def results_path(out_dir: str, tag: str, date: str) -> str:
 
 
 def accuracy_path(results_csv: str) -> str:
-    root, _ = os.path.splitext(results_csv)
-    return root + "-accuracy.csv"
+    """``DIR/<stem>.csv`` -> ``DIR/accuracy/<stem>.csv``: the accuracy file of a results file. A
+    folder of its own, so that every CSV file beside the results (``bench/results/*.csv``) has
+    DESIGN.md §3's header."""
+    folder, name = os.path.split(results_csv)
+    return os.path.join(folder, "accuracy", name)
 
 
 # ---- the command line ----
@@ -354,8 +357,8 @@ def _report():
 
 def load_csvs(paths: Sequence[str]) -> Tuple[list, list, List[str]]:
     """(results rows, accuracy rows, files read) of CSV files recognized by their header; when no
-    accuracy file is among them, the first results file's sibling ``<stem>-accuracy.csv`` is read
-    too, where it exists."""
+    accuracy file is among them, the first results file's ``accuracy/<stem>.csv`` (accuracy_path)
+    is read too, where it exists."""
     rows: Dict[str, list] = {"results": [], "accuracy": []}
     files: Dict[str, List[str]] = {"results": [], "accuracy": []}
     for path in paths:

@@ -192,11 +192,17 @@ def test_csv_header_is_the_one_of_design_md_and_rows_round_trip(tmp_path):
 
 
 def test_the_committed_results_files_read_back():
+    # DESIGN.md §3: every CSV file in bench/results has the results header; the sweep's per-family
+    # accuracy files live in bench/results/accuracy/.
     paths = sorted((REPO / "bench" / "results").glob("*.csv"))
     assert paths
     for path in paths:
         kind, rows = bench.read_csv(path)
-        assert kind in ("results", "accuracy") and rows, path
+        assert kind == "results" and rows, path
+    for path in sorted((REPO / "bench" / "results" / "accuracy").glob("*.csv")):
+        kind, rows = bench.read_csv(path)
+        assert kind == "accuracy" and rows, path
+        assert (REPO / "bench" / "results" / path.name).exists(), f"{path} has no results file"
 
 
 def test_a_file_with_another_header_is_refused_before_anything_runs(tmp_path):
@@ -222,7 +228,7 @@ def test_file_names_flops_and_gpu_tags(tmp_path):
     assert first.endswith("h200-2026-12-01.csv")
     Path(first).write_text(bench.HEADER + "\n")
     assert bench.results_path(str(tmp_path), "h200", "2026-12-01").endswith("h200-2026-12-01b.csv")
-    assert bench.accuracy_path(first).endswith("h200-2026-12-01-accuracy.csv")
+    assert bench.accuracy_path(first) == str(tmp_path / "accuracy" / "h200-2026-12-01.csv")
     assert bench.flops(32, 32, 1024, 128, 0) == 4.0 * 32 * 32 * 1024 * 1024 * 128
     assert bench.flops(32, 32, 1024, 128, 1) == bench.flops(32, 32, 1024, 128, 0) / 2
 
@@ -418,7 +424,7 @@ def test_sweep_flow_on_the_cpu_with_cuda_stubbed(monkeypatch, tmp_path, capsys):
                        "--impls", "sageattn,sdpa_flash", "--plot-backend", "builtin"]) == 0
     err = capsys.readouterr().err
     assert "[1/4] hd64 non-causal N=128 B=4: sageattn fp16 " in err and "[4/4] hd64 causal N=256 B=2" in err
-    (results_csv,) = [p for p in tmp_path.glob("h200-*.csv") if not p.name.endswith("-accuracy.csv")]
+    (results_csv,) = tmp_path.glob("h200-*.csv")
     kind, rows = bench.read_csv(results_csv)
     sage = [r for r in rows if r.impl == "sageattn"]
     expected = {(m, c, n) for m in ("fp16", "fp8") for c in (0, 1) for n in (128, 256)}
@@ -438,7 +444,7 @@ def test_sweep_on_the_gpu(tmp_path, capsys):
                        "--impls", "sageattn,sdpa_flash", "--plot-backend", "builtin"]) == 0
     err = capsys.readouterr().err
     assert "[2/2] hd64 causal N=256 B=4" in err, err
-    (results_csv,) = [p for p in tmp_path.glob("*.csv") if not p.name.endswith("-accuracy.csv")]
+    (results_csv,) = tmp_path.glob("*.csv")
     _, rows = bench.read_csv(results_csv)
     assert {r.impl for r in rows} == {"sageattn", "sdpa_flash"}, rows
     for r in rows:

@@ -61,12 +61,12 @@ struct GroupSpec {
   constexpr int64_t num_groups(int64_t tokens) const {
     return (tokens + block - 1) / block * count;
   }
-  constexpr int64_t group_of(int64_t token) const {
-    return token / block * count + (token % block) / stride % count;
-  }
+  constexpr int64_t group_of(int64_t token) const { return group_index(token); }
   // group_of in 32-bit arithmetic, for token indices inside one tile (kernels: 64-bit division by
   // a runtime divisor costs a subroutine call).
-  constexpr int group_of_local(int token) const {
+  constexpr int group_of_local(int token) const { return group_index(token); }
+  template <typename T>
+  constexpr T group_index(T token) const {
     return token / block * count + (token % block) / stride % count;
   }
 };

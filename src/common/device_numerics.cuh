@@ -41,20 +41,20 @@ __device__ __forceinline__ void atomic_max_nonneg(float* addr, float value) {
   atomicMax(reinterpret_cast<unsigned int*>(addr), __float_as_uint(value));
 }
 
-// Loads 8 consecutive f16/bf16 elements (16 bytes, aligned) and widens them to float.
-template <bool kBf16>
-__device__ __forceinline__ void load8(const void* p, float (&x)[8]) {
-  const uint4 raw = *static_cast<const uint4*>(p);
+// The 8 f16/bf16 elements packed in raw (element 0 in the low half of raw.x) widened to float
+// (exact for both dtypes). The dtype test sits inside the loop: for a runtime `bf16` ptxas then
+// predicates the two conversions instead of duplicating the caller's code around a branch.
+__device__ __forceinline__ void widen8(const uint4& raw, bool bf16, float (&x)[8]) {
   const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const uint16_t lo = static_cast<uint16_t>(w[i] & 0xFFFFu), hi = static_cast<uint16_t>(w[i] >> 16);
-    if constexpr (kBf16) {
-      x[2 * i] = __uint_as_float(uint32_t(lo) << 16);
-      x[2 * i + 1] = __uint_as_float(uint32_t(hi) << 16);
+    const uint32_t lo = w[i] & 0xFFFFu, hi = w[i] >> 16;
+    if (bf16) {
+      x[2 * i] = __uint_as_float(lo << 16);
+      x[2 * i + 1] = __uint_as_float(hi << 16);
     } else {
-      x[2 * i] = __half2float(__ushort_as_half(lo));
-      x[2 * i + 1] = __half2float(__ushort_as_half(hi));
+      x[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(lo)));
+      x[2 * i + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(hi)));
     }
   }
 }

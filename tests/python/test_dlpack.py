@@ -50,8 +50,7 @@ def _gpu_bound():
 # The CPU backend emulates the sm80 kernels' tiles (kSm80Tiles), so the GPU calls that are held to
 # it tightly name that backend; automatic dispatch runs the sm90 kernels on Hopper (other tiles:
 # tests/gpu/test_gpu_attention.cu checks them against the reference run with their own tiles).
-def _gpu_backend(platform):
-    return "sm80" if platform == "gpu" else "auto"
+GPU_BACKEND = "sm80"
 
 
 @pytest.mark.parametrize("platform", ["cpu", "gpu"])
@@ -60,7 +59,7 @@ def test_jax_arrays(platform):
     q, k, v = _inputs(bf16())
     jq, jk, jv = (jax.device_put(x, device) for x in (q, k, v))
     o, lse = sageattn.sageattn(jq, jk, jv, is_causal=True, return_lse=True, pv_mode="fp16",
-                               backend=_gpu_backend(platform))
+                               backend=GPU_BACKEND if platform == "gpu" else "auto")
     assert isinstance(o, jax.Array) and o.dtype == jq.dtype and o.shape == q.shape
     assert lse.shape == (2, 4, 300) and str(lse.dtype) == "float32"
     assert list(o.devices())[0] == device
@@ -81,7 +80,7 @@ def test_jax_varlen():
     cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
     q = make_inputs("gaussian", 1, 4, 4, int(cu[-1]), 1, 128, seed=5)[0][0].transpose(1, 0, 2).astype(np.float16)
     o = sageattn.varlen(*(jax.device_put(x, device) for x in (q, q, q, cu, cu)), max(lens), max(lens),
-                        is_causal=True, pv_mode="fp16", backend=_gpu_backend("gpu"))
+                        is_causal=True, pv_mode="fp16", backend=GPU_BACKEND)
     ref = sageattn.varlen(q, q, q, cu, cu, max(lens), max(lens), is_causal=True, pv_mode="fp16")
     assert_close(np.asarray(o).astype(np.float64), ref.astype(np.float64), *_gpu_bound(), what="jax varlen")
 
@@ -90,13 +89,13 @@ def test_cupy_arrays_on_the_current_stream():
     cupy = _cupy()
     q, k, v = _inputs(np.float16)
     cq, ck, cv = (cupy.asarray(x) for x in (q, k, v))
-    o = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=_gpu_backend("gpu"))
+    o = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=GPU_BACKEND)
     assert isinstance(o, cupy.ndarray) and o.dtype == np.float16 and o.shape == q.shape
     ref = sageattn.sageattn(q, k, v, is_causal=True, pv_mode="fp16")
     assert_close(cupy.asnumpy(o).astype(np.float64), ref.astype(np.float64), *_gpu_bound(), what="cupy")
     stream = cupy.cuda.Stream(non_blocking=True)
     with stream:
-        o2 = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=_gpu_backend("gpu"))
+        o2 = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=GPU_BACKEND)
         total = o2.astype(np.float32).sum()  # queued behind the attention on the same stream
     stream.synchronize()
     np.testing.assert_array_equal(cupy.asnumpy(o2), cupy.asnumpy(o))
@@ -104,7 +103,7 @@ def test_cupy_arrays_on_the_current_stream():
     # A caller-provided output and LSE, and an explicit stream.
     out = cupy.full(q.shape, 7, dtype=np.float16)
     lse = cupy.zeros((2, 4, 300), dtype=np.float32)
-    r = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=_gpu_backend("gpu"),
+    r = sageattn.sageattn(cq, ck, cv, is_causal=True, pv_mode="fp16", backend=GPU_BACKEND,
                           return_lse=True, out=out, lse=lse,
                           stream=cupy.cuda.get_current_stream().ptr)
     cupy.cuda.get_current_stream().synchronize()

@@ -29,22 +29,6 @@ __device__ __forceinline__ SeqBounds seq_bounds(const KernelParams& p, int64_t b
   return {0, p.seqlen_q, p.seqlen_k};
 }
 
-// The raw bits of 8 consecutive Q elements widened to float (exact for both dtypes).
-__device__ __forceinline__ void widen_q8(const KernelParams& p, const uint4& raw, float (&x)[8]) {
-  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t lo = w[i] & 0xFFFFu, hi = w[i] >> 16;
-    if (p.bf16) {
-      x[2 * i] = __uint_as_float(lo << 16);
-      x[2 * i + 1] = __uint_as_float(hi << 16);
-    } else {
-      x[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(lo)));
-      x[2 * i + 1] = __half2float(__ushort_as_half(static_cast<unsigned short>(hi)));
-    }
-  }
-}
-
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
   return uint32_t(ptx::cvt_e4m3x2(a, b)) | (uint32_t(ptx::cvt_e4m3x2(c, d)) << 16);
 }
@@ -127,7 +111,7 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
         float x[8];
-        widen_q8(p, raw[k], x);
+        dev::widen8(raw[k], p.bf16, x);
         body(r0 + (it0 + k) * kRowStep, x);
       }
     }

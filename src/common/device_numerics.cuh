@@ -43,7 +43,8 @@ __device__ __forceinline__ void atomic_max_nonneg(float* addr, float value) {
 
 // The 8 f16/bf16 elements packed in raw (element 0 in the low half of raw.x) widened to float
 // (exact for both dtypes). The dtype test sits inside the loop: for a runtime `bf16` ptxas then
-// predicates the two conversions instead of duplicating the caller's code around a branch.
+// predicates the two conversions instead of duplicating the caller's code around a branch; a
+// compile-time `bf16` (the Q prologue's per-dtype instances) folds it away.
 __device__ __forceinline__ void widen8(const uint4& raw, bool bf16, float (&x)[8]) {
   const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll

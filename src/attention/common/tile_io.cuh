@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -103,50 +104,56 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
   };
   uint4 raw[kBatch];
   // body(r, x) on every vector of this thread (local row r), batch by batch; `reuse`: the bits are
-  // still in raw (one batch, second pass), nothing is loaded.
-  auto for_each_vector = [&](bool reuse, auto&& body) {
+  // still in raw (one batch, second pass), nothing is loaded. The dtype is a template argument
+  // (bf16 tag): the whole prologue is compiled once per dtype, so that widening is one
+  // instruction per element instead of both dtypes' instructions under predicates.
+  auto for_each_vector = [&](auto bf16, bool reuse, auto&& body) {
 #pragma unroll 1
     for (int it0 = 0; it0 < kIters; it0 += kBatch) {
       if (!reuse) load_batch(it0, raw);
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
         float x[8];
-        dev::widen8(raw[k], p.bf16, x);
+        dev::widen8(raw[k], decltype(bf16)::value, x);
         body(r0 + (it0 + k) * kRowStep, x);
       }
     }
   };
   const bool row_lead = c0 == 0;  // the lane holding a row's first vector
-  for_each_vector(false, [&](int r, const float (&x)[8]) {
-    float a = 0.0f, dot = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
-      if (want_qkm) dot = fmaf(x[j], kmv[j], dot);  // zeros past head_dim
-    }
-    // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
-    // order: deterministic LSE), then one lane per row touches shared memory.
-#pragma unroll
-    for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    if (row_lead) dev::atomic_max_nonneg(&q_amax[group_of(r)], a);
-    if (want_qkm) {
-#pragma unroll
-      for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if (row_lead) q_km[r] = dot;
-    }
-  });
-  sync();
   const bool negative_scale = p.scale_log2 < 0.0f;
-  for_each_vector(kKeep, [&](int r, const float (&x)[8]) {
-    const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[group_of(r)], kMinAmax));
-    uint32_t w[2] = {0u, 0u};
+  auto run = [&](auto bf16) {
+    for_each_vector(bf16, false, [&](int r, const float (&x)[8]) {
+      float a = 0.0f, dot = 0.0f;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int code = dev::int8_code(x[j], inv);
-      w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
-    }
-    store(r, c0, make_uint2(w[0], w[1]));
-  });
+      for (int j = 0; j < 8; ++j) {
+        a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
+        if (want_qkm) dot = fmaf(x[j], kmv[j], dot);  // zeros past head_dim
+      }
+      // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
+      // order: deterministic LSE), then one lane per row touches shared memory.
+#pragma unroll
+      for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+      if (row_lead) dev::atomic_max_nonneg(&q_amax[group_of(r)], a);
+      if (want_qkm) {
+#pragma unroll
+        for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (row_lead) q_km[r] = dot;
+      }
+    });
+    sync();
+    for_each_vector(bf16, kKeep, [&](int r, const float (&x)[8]) {
+      const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[group_of(r)], kMinAmax));
+      uint32_t w[2] = {0u, 0u};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int code = dev::int8_code(x[j], inv);
+        w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
+      }
+      store(r, c0, make_uint2(w[0], w[1]));
+    });
+  };
+  if (p.bf16) run(std::true_type{});  // uniform
+  else run(std::false_type{});
 }
 
 // Stores a thread's two output rows, halves hr = 0, 1 of its m16n8 accumulator fragments acc[n]
@@ -169,41 +176,63 @@ __device__ __forceinline__ void store_out_rows(const KernelParams& p, const int6
   float inv_l[2];
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) visible[hr] = l[hr] != 0.0f, inv_l[hr] = visible[hr] ? 1.0f / l[hr] : 0.0f;
-  const float o_max = p.bf16 ? num::kBf16Max : kFp16Max;
+  // The common case (4-byte aligned output, every column a head_dim column) runs a body with no
+  // per-element tests: the dtype and alignment branches are taken once, outside it, and the
+  // saturating conversion is one cvt.rn.satfinite per pair (num::saturate's result, rounded).
+  // Anything else runs the general body.
+  auto body = [&](auto fast, auto bf16) {
+    constexpr bool kFast = decltype(fast)::value, kBf16 = decltype(bf16)::value;
+    const float o_max = p.bf16 ? num::kBf16Max : kFp16Max;
 #pragma unroll
-  for (int n0 = 0; n0 < kNTiles; n0 += kChunk) {
-    float2 sc[kChunk], mn[kChunk];  // columns c, c + 1 < dp: in bounds even past head_dim
-#pragma unroll
-    for (int k = 0; k < kChunk; ++k) {
-      const int c = (n0 + k) * 8 + 2 * t;
-      sc[k] = *reinterpret_cast<const float2*>(vs + c);
-      mn[k] = *reinterpret_cast<const float2*>(vmn + c);
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      if (!in_seq[hr]) continue;
+    for (int n0 = 0; n0 < kNTiles; n0 += kChunk) {
+      float2 sc[kChunk], mn[kChunk];  // columns c, c + 1 < dp: in bounds even past head_dim
 #pragma unroll
       for (int k = 0; k < kChunk; ++k) {
-        const int n = n0 + k, c = n * 8 + 2 * t;
-        if (c >= p.head_dim) continue;  // head_dim is a multiple of 8: c + 1 < head_dim otherwise
-        float o0 = 0.0f, o1 = 0.0f;
-        if (visible[hr]) {
-          o0 = num::saturate(acc[n][2 * hr] * inv_l[hr] * sc[k].x + mn[k].x, o_max);
-          o1 = num::saturate(acc[n][2 * hr + 1] * inv_l[hr] * sc[k].y + mn[k].y, o_max);
+        const int c = (n0 + k) * 8 + 2 * t;
+        sc[k] = *reinterpret_cast<const float2*>(vs + c);
+        mn[k] = *reinterpret_cast<const float2*>(vmn + c);
+      }
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        if (!in_seq[hr]) continue;
+        uint16_t* row = static_cast<uint16_t*>(p.out) + o_row[hr] + 2 * t;
+#pragma unroll
+        for (int k = 0; k < kChunk; ++k) {
+          const int n = n0 + k;
+          if constexpr (kFast) {
+            const float o0 = acc[n][2 * hr] * inv_l[hr] * sc[k].x + mn[k].x;
+            const float o1 = acc[n][2 * hr + 1] * inv_l[hr] * sc[k].y + mn[k].y;
+            const uint32_t packed = kBf16 ? ptx::cvt_bf16x2_satfinite(o0, o1) : ptx::cvt_f16x2_satfinite(o0, o1);
+            *reinterpret_cast<uint32_t*>(row + n * 8) = visible[hr] ? packed : 0u;
+          } else {
+            const int c = n * 8 + 2 * t;
+            if (c >= p.head_dim) continue;  // head_dim is a multiple of 8: c + 1 < head_dim otherwise
+            float o0 = 0.0f, o1 = 0.0f;
+            if (visible[hr]) {
+              o0 = num::saturate(acc[n][2 * hr] * inv_l[hr] * sc[k].x + mn[k].x, o_max);
+              o1 = num::saturate(acc[n][2 * hr + 1] * inv_l[hr] * sc[k].y + mn[k].y, o_max);
+            }
+            uint16_t* dst = row + n * 8;
+            uint16_t u0, u1;
+            if (p.bf16) {
+              u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
+              u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
+            } else {
+              u0 = __half_as_ushort(__float2half_rn(o0));
+              u1 = __half_as_ushort(__float2half_rn(o1));
+            }
+            if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
+            else dst[0] = u0, dst[1] = u1;
+          }
         }
-        uint16_t* dst = static_cast<uint16_t*>(p.out) + o_row[hr] + c;
-        uint16_t u0, u1;
-        if (p.bf16) {
-          u0 = __bfloat16_as_ushort(__float2bfloat16_rn(o0));
-          u1 = __bfloat16_as_ushort(__float2bfloat16_rn(o1));
-        } else {
-          u0 = __half_as_ushort(__float2half_rn(o0));
-          u1 = __half_as_ushort(__float2half_rn(o1));
-        }
-        if (p.o_aligned) *reinterpret_cast<uint32_t*>(dst) = uint32_t(u0) | (uint32_t(u1) << 16);
-        else dst[0] = u0, dst[1] = u1;
       }
     }
+  };
+  if (p.o_aligned && p.head_dim == kNTiles * 8) {
+    if (p.bf16) body(std::true_type{}, std::true_type{});
+    else body(std::true_type{}, std::false_type{});
+  } else {
+    body(std::false_type{}, std::false_type{});
   }
 }
 

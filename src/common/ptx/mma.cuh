@@ -129,4 +129,19 @@ __device__ __forceinline__ uint32_t cvt_f16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// Two floats -> f16x2 / bf16x2 (lo in bits 0-15), round-to-nearest-even, saturating to the largest
+// finite value (cvt.rn.satfinite: +-inf and magnitudes beyond it become +-max, NaN stays NaN), the
+// same as num::saturate before the rounding: a value between max and the halfway point to the next
+// power of two rounds to max either way. sm80+.
+__device__ __forceinline__ uint32_t cvt_f16x2_satfinite(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+__device__ __forceinline__ uint32_t cvt_bf16x2_satfinite(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.satfinite.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 }  // namespace sageattn::ptx

@@ -103,8 +103,12 @@ std::size_t attention_varlen_workspace_size(const VarlenArgs& args,
 // True when this build contains a GPU backend and a CUDA device is present.
 bool gpu_available() noexcept;
 
-// The PV mode kAuto resolves to for tensors on `device` (kHostDevice for the CPU backend).
-PvMode resolve_pv_mode(PvMode requested, int device);
+// The PV mode kAuto resolves to for tensors on `device` (kHostDevice for the CPU backend) and,
+// where it matters, `head_dim` (0: not given): fp8 on the CPU and on compute capability 8.9 and
+// 9.0+; fp16 below 8.9. On 9.0 a call that runs on the sm80 kernels (head dims above 128, or
+// backend sm80 named) takes fp16 instead, since their fp8 P.V is emulated there; with head_dim 0
+// the answer is the one for head dims the sm90 kernels serve. Other modes are returned as they are.
+PvMode resolve_pv_mode(PvMode requested, int device, int64_t head_dim = 0);
 
 // Library version string, e.g. "0.1.0".
 const char* version() noexcept;

@@ -38,9 +38,9 @@ enum class MaskMode : int8_t {
 
 // How P·V is computed (DESIGN.md §1.4, docs/NUMERICS.md).
 enum class PvMode : int8_t {
-  kAuto,        // fp16 on sm80/sm86 and on sm90; fp8 on sm89, sm100+ and on the CPU. On sm90 fp8
-                // is ~10% faster at head dims <= 128 (the sm90 kernels) but emulated, and slower,
-                // at 256 (sm80 kernels); the choice is per device, so auto keeps the accurate fp16
+  kAuto,        // fp8 on sm89, sm90, sm100+ and on the CPU; fp16 on sm80/sm86, and on sm90 for the
+                // calls the sm80 kernels run there (head dims above 128), whose fp8 is emulated
+                // (resolve_pv_mode)
   kFp16,        // P and V in fp16, fp32 accumulation (SageAttention1; most accurate)
   kFp8,         // P and V in fp8 e4m3, two-level fp32 accumulation (SageAttention2)
   kFp8Fp16Acc,  // fp8 MMA with fp16 accumulation, flushed to fp32 every K block (SageAttention2++)

@@ -71,8 +71,8 @@ def sageattn(q, k, v, tensor_layout: str = "HND", is_causal: bool = False,
         sm_scale: softmax scale; default ``1 / sqrt(D)``.
         return_lse: also return the natural-log log-sum-exp of the scaled logits,
             float32 ``[B, Hq, Nq]``.
-        pv_mode: "auto" (fp16 on sm80/sm86/sm90, fp8 on sm89, sm100+ and on the CPU), "fp16",
-            "fp8" or "fp8_fp16acc".
+        pv_mode: "auto" (fp8 on sm89, sm90, sm100+ and on the CPU; fp16 on sm80/sm86, and on
+            sm90 for head dims above 128 or backend "sm80"), "fp16", "fp8" or "fp8_fp16acc".
         smooth_k: subtract K's per-channel mean before quantizing (recommended).
         smooth_v: subtract V's per-channel mean before quantizing.
         granularity: int8 group size: "per_block", "per_warp" or "per_thread".
@@ -187,6 +187,8 @@ def gpu_available() -> bool:
     return _C.gpu_available()
 
 
-def resolve_pv_mode(pv_mode: str = "auto", device: int = layout.HOST_DEVICE) -> str:
-    """The P·V mode ``pv_mode`` resolves to on CUDA device ``device`` (-1: the CPU backend)."""
-    return _C.resolve_pv_mode(pv_mode, device)
+def resolve_pv_mode(pv_mode: str = "auto", device: int = layout.HOST_DEVICE, head_dim: int = 0) -> str:
+    """The P·V mode ``pv_mode`` resolves to on CUDA device ``device`` (-1: the CPU backend) for
+    calls of head dim ``head_dim`` (0: not given; on compute capability 9.0 "auto" is fp8 where
+    the sm90 kernels run the call, head dims up to 128, and fp16 above)."""
+    return _C.resolve_pv_mode(pv_mode, device, head_dim)

@@ -371,11 +371,12 @@ NB_MODULE(_C, m) {
         "True when this build has a GPU backend and a usable CUDA device is present.");
   m.def(
       "resolve_pv_mode",
-      [](const std::string& pv_mode, int device) {
-        return std::string(sa::to_string(sa::resolve_pv_mode(parse_pv_mode(pv_mode), device)));
+      [](const std::string& pv_mode, int device, int64_t head_dim) {
+        return std::string(sa::to_string(sa::resolve_pv_mode(parse_pv_mode(pv_mode), device, head_dim)));
       },
-      "pv_mode"_a, "device"_a = sa::kHostDevice,
-      "The P·V mode 'auto' resolves to on `device` (-1: the CPU backend).");
+      "pv_mode"_a, "device"_a = sa::kHostDevice, "head_dim"_a = 0,
+      "The P·V mode 'auto' resolves to on `device` (-1: the CPU backend) for calls of `head_dim` "
+      "(0: not given).");
 
   // ---- CUDA helpers for frameworks that bring no stream or mutable allocator (JAX, ...) ----
   m.def(

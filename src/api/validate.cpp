@@ -124,6 +124,9 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
       // the sm80 kernels, which compute the same contract (README.md, "Status").
       b = gpu_backend_supports(Backend::kSm90, cc) && gpu_auto_prefers_sm90(p) ? Backend::kSm90 : Backend::kSm80;
     }
+    // kAuto's fp8 on compute capability 9.0 is for the sm90 kernels; a call that runs on the sm80
+    // kernels there takes fp16, their faster and more accurate mode on Hopper (resolve_pv_mode).
+    if (o.pv_mode == PvMode::kAuto && cc == 90 && b == Backend::kSm80) p.pv_mode = PvMode::kFp16;
     SAGEATTN_CHECK_CODE(gpu_backend_supports(b, cc), ErrorCode::kUnsupported, "backend ",
                         to_string(b), " has no kernels in this build for device ", p.device,
                         " (compute capability ", cc / 10, ".", cc % 10, ")");

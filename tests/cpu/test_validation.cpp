@@ -1180,7 +1180,9 @@ TEST(Names, DtypeSize) {
 
 TEST(Api, ResolvePvMode) {
   EXPECT_EQ(sa::resolve_pv_mode(PvMode::kAuto, sa::kHostDevice), PvMode::kFp8);
+  for (int64_t d : {8, 64, 128, 256}) EXPECT_EQ(sa::resolve_pv_mode(PvMode::kAuto, sa::kHostDevice, d), PvMode::kFp8) << d;
   for (PvMode m : {PvMode::kFp16, PvMode::kFp8, PvMode::kFp8Fp16Acc}) {
+    EXPECT_EQ(sa::resolve_pv_mode(m, 0, 256), m) << sa::to_string(m) << " on device 0, head dim 256";
     EXPECT_EQ(sa::resolve_pv_mode(m, sa::kHostDevice), m) << sa::to_string(m);
     EXPECT_EQ(sa::resolve_pv_mode(m, 0), m) << sa::to_string(m) << " on device 0";
   }

@@ -362,26 +362,44 @@ TEST_F(GpuAttention, Fp8ModesNeedSm89) {
   }
 }
 
-// kAuto picks the mode by device: fp16 on sm80/sm86 (no fp8 MMA) and on sm90 (where a call the
-// sm90 kernels do not cover runs on the sm80 backend, whose fp8 P.V is emulated mma.sync e4m3),
-// fp8 elsewhere from sm89 on. A call with kAuto computes exactly what
-// the resolved mode computes.
+// kAuto picks the mode by device and call: fp16 on sm80/sm86 (no fp8 MMA); on sm90 fp8 where the
+// sm90 kernels run the call and fp16 where the sm80 kernels do (their fp8 P.V is emulated mma.sync
+// e4m3 there); fp8 elsewhere from sm89 on. A call with kAuto computes exactly what the resolved
+// mode computes, and resolve_pv_mode with the head dim names it.
 TEST_F(GpuAttention, AutoPvModeFollowsTheDevice) {
   const int cc = device_cc();
-  const PvMode want = cc >= 89 && cc != 90 ? PvMode::kFp8 : PvMode::kFp16;
-  EXPECT_EQ(resolve_pv_mode(PvMode::kAuto, 0), want) << "compute capability " << cc;
-  std::vector<uint16_t> x(2 * 100 * 64);
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = uint16_t(0x3000 + (i * 2654435761u) % 0x0C00);
-  DeviceBuffer q = DeviceBuffer::from(x), o1(x.size() * 2), o2(x.size() * 2);
-  o1.fill(0xFF), o2.fill(0xFF);  // NaN: unwritten elements show
-  const TensorView tq = make_contiguous_view(q.get(), DType::kF16, {1, 2, 100, 64}, 0);
-  AttentionOptions a, b;
-  b.pv_mode = want;
-  attention(tq, tq, tq, make_contiguous_view(o1.get(), DType::kF16, {1, 2, 100, 64}, 0), a);
-  attention(tq, tq, tq, make_contiguous_view(o2.get(), DType::kF16, {1, 2, 100, 64}, 0), b);
-  const std::vector<uint16_t> r1 = o1.download<uint16_t>(x.size()), r2 = o2.download<uint16_t>(x.size());
-  EXPECT_EQ(std::count(r1.begin(), r1.end(), uint16_t(0xFFFF)), 0);
-  EXPECT_EQ(r1, r2);
+  // fp8 from compute capability 8.9 on; on 9.0 only where the sm90 kernels run the call (head
+  // dims <= 128 with sm90 compiled for them), fp16 where the sm80 kernels do (above 128, or
+  // backend sm80 named), their fp8 P.V being emulated there.
+  auto want_for = [&](int64_t d, Backend backend) {
+    if (cc < 89) return PvMode::kFp16;
+    if (cc != 90) return PvMode::kFp8;
+    return backend != Backend::kSm80 && sm90_covers(d, PvMode::kFp8) ? PvMode::kFp8 : PvMode::kFp16;
+  };
+  EXPECT_EQ(resolve_pv_mode(PvMode::kAuto, 0), cc >= 89 ? PvMode::kFp8 : PvMode::kFp16) << "compute capability " << cc;
+  struct Case {
+    int64_t d;
+    Backend backend;
+  };
+  for (const Case c : {Case{64, Backend::kAuto}, Case{128, Backend::kAuto}, Case{256, Backend::kAuto},
+                       Case{64, Backend::kSm80}}) {
+    const PvMode want = want_for(c.d, c.backend);
+    SCOPED_TRACE("d " + std::to_string(c.d) + ", backend " + to_string(c.backend) + ", want " + to_string(want));
+    if (c.backend == Backend::kAuto) EXPECT_EQ(resolve_pv_mode(PvMode::kAuto, 0, c.d), want);
+    std::vector<uint16_t> x(2 * 100 * c.d);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = uint16_t(0x3000 + (i * 2654435761u) % 0x0C00);
+    DeviceBuffer q = DeviceBuffer::from(x), o1(x.size() * 2), o2(x.size() * 2);
+    o1.fill(0xFF), o2.fill(0xFF);  // NaN: unwritten elements show
+    const TensorView tq = make_contiguous_view(q.get(), DType::kF16, {1, 2, 100, c.d}, 0);
+    AttentionOptions a, b;
+    a.backend = b.backend = c.backend;
+    b.pv_mode = want;
+    attention(tq, tq, tq, make_contiguous_view(o1.get(), DType::kF16, {1, 2, 100, c.d}, 0), a);
+    attention(tq, tq, tq, make_contiguous_view(o2.get(), DType::kF16, {1, 2, 100, c.d}, 0), b);
+    const std::vector<uint16_t> r1 = o1.download<uint16_t>(x.size()), r2 = o2.download<uint16_t>(x.size());
+    EXPECT_EQ(std::count(r1.begin(), r1.end(), uint16_t(0xFFFF)), 0);
+    EXPECT_EQ(r1, r2) << "pv_mode auto did not compute what " << to_string(want) << " computes";
+  }
 }
 
 // A call the sm90 kernels do not cover (head dim above 128, pv_mode fp8_fp16acc) is an Error when

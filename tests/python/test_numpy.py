@@ -39,6 +39,7 @@ def test_accuracy_table(row, granularity):
 
 def test_auto_mode_on_the_cpu_is_fp8():
     assert sageattn.resolve_pv_mode("auto") == "fp8"
+    assert sageattn.resolve_pv_mode("auto", head_dim=256) == "fp8"  # the CPU backend: fp8 at every head dim
     q, k, v = (rounded(x, np.float16) for x in make_inputs("gaussian", 1, 2, 2, 130, 130, 64))
     np.testing.assert_array_equal(sageattn.sageattn(q, k, v), sageattn.sageattn(q, k, v, pv_mode="fp8"))
 

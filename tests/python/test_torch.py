@@ -245,12 +245,12 @@ def test_gpu_lse_gqa_causal_nhd_match_the_cpu_backend(cuda):
     torch = cuda
     q, k, v = tensors(torch, "k_channel_bias", 2, 8, 2, 300, 700, 64, torch.float16, "cuda", seed=1)
     t = lambda x: x.transpose(1, 2)  # NHD strided views of the same data
-    # backend sm80: the tiles the CPU backend emulates (see test_gpu_accuracy_per_pv_mode).
-    o, lse = sageattn.sageattn(t(q), t(k), t(v), tensor_layout="NHD", is_causal=True, return_lse=True,
-                               backend="sm80")
-    assert o.shape == t(q).shape and lse.shape == (2, 8, 300)
-    # The CPU reference in the mode "auto" chose on the GPU (auto differs by device: fp8 on the CPU).
+    # backend sm80: the tiles the CPU backend emulates (see test_gpu_accuracy_per_pv_mode); the
+    # device's "auto" mode named, since on sm90 the sm80 kernels would take fp16 for "auto".
     mode = sageattn.resolve_pv_mode("auto", torch.cuda.current_device())
+    o, lse = sageattn.sageattn(t(q), t(k), t(v), tensor_layout="NHD", is_causal=True, return_lse=True,
+                               backend="sm80", pv_mode=mode)
+    assert o.shape == t(q).shape and lse.shape == (2, 8, 300)
     oc, lsec = sageattn.sageattn(q.cpu(), k.cpu(), v.cpu(), is_causal=True, return_lse=True, pv_mode=mode)
     assert_close(to64(t(o)), to64(oc), *numerics_bound(rf"^{mode}$"), what="GPU vs CPU")
     assert torch.all((lse.cpu() - lsec).abs() <= 2e-4 * lsec.abs().clamp(min=1))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A/B probe for kernel changes on the device: builds a baseline source tree (AB_OLD_SRC, default
-# .probe/old; make it here with `mkdir -p .probe/old && git archive <rev> | tar -x -C .probe/old`,
+# A/B probe for kernel changes on the device: builds baseline source trees (AB_OLD_SRC, one or more
+# folders separated by spaces, default .probe/old, built as build/ab_old0, ab_old1, ...; make one
+# here with `mkdir -p .probe/old && git archive <rev> | tar -x -C .probe/old`,
 # add .probe/ to .git/info/exclude and pass carry [".probe"] to the device tool) and the working
 # tree (variants via AB_VARIANTS "-Dx|-Dy", '' = plain), then times a few problems with each
 # (AB_PROBS "hd:N:causal ..."). AB_OLD=0 skips the baseline; AB_TESTS=1 also runs
@@ -23,16 +24,18 @@ IFS='|' read -r -a variants <<<"${AB_VARIANTS:-}"
 [ ${#variants[@]} = 0 ] && variants=("")
 tg=(sageattn_cli); [ "${AB_TESTS:-0}" = 1 ] && tg+=(test_gpu_attention test_gpu_hardening)
 t0=$(date +%s)
-if [ "${AB_OLD:-1}" = 1 ]; then build "${AB_OLD_SRC:-.probe/old}" build/ab_old "" sageattn_cli >"$out/build_ab_old.msg" 2>&1 & fi
+read -r -a olds <<<"${AB_OLD_SRC:-.probe/old}"
+[ "${AB_OLD:-1}" = 1 ] || olds=()
+for i in "${!olds[@]}"; do build "${olds[$i]}" "build/ab_old$i" "" sageattn_cli >"$out/build_ab_old$i.msg" 2>&1 & done
 for i in "${!variants[@]}"; do
   build . "build/ab_new$i" "${variants[$i]}" "${tg[@]}" >"$out/build_ab_new$i.msg" 2>&1 &
 done
 wait
 echo "== builds: $(($(date +%s) - t0)) s"
-if [ "${AB_OLD:-1}" = 1 ]; then
-  echo "== old: ${AB_OLD_SRC:-.probe/old}"; cat "$out/build_ab_old.msg"
-  [ -x build/ab_old/tools/sageattn ] && bins+=(build/ab_old/tools/sageattn)
-fi
+for i in "${!olds[@]}"; do
+  echo "== old$i: ${olds[$i]}"; cat "$out/build_ab_old$i.msg"
+  [ -x "build/ab_old$i/tools/sageattn" ] && bins+=("build/ab_old$i/tools/sageattn")
+done
 for i in "${!variants[@]}"; do
   echo "== new$i: ${variants[$i]}"; cat "$out/build_ab_new$i.msg"
   [ -x "build/ab_new$i/tools/sageattn" ] && bins+=("build/ab_new$i/tools/sageattn")

@@ -146,7 +146,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   __syncthreads();
 
-  const int wg = tid / kWarpgroupThreads;
+  // Warp-uniform by construction; the shuffle lets the compiler know it, so that values derived
+  // from it (the consumer's Q rows, hence the wgmma descriptors) live in uniform registers.
+  const int wg = __shfl_sync(0xffffffffu, tid / kWarpgroupThreads, 0);
   if (wg == 0) {
     // ---------------- producer ----------------
     ptx::setmaxnreg_dec<kProducerRegs>();
@@ -228,10 +230,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int k_sub = kTiles.k_groups(p.granularity).count == 4 ? t : 0;  // this thread's K sub-group
   auto key_limit = [&](int row) { return causal ? (row + diag + 1 < k_len ? row + diag + 1 : k_len) : k_len; };
 
-  // Descriptors: Q (A) rows of this warpgroup, K (B) rows = keys; both K-major, kD-byte rows.
-  const uint32_t q_addr = ptx::smem_u32(q_smem) + cw * kRowsPerConsumer * kD;
-  const uint32_t k_addr = ptx::smem_u32(k_smem);
-  const uint32_t v_addr = ptx::smem_u32(v_smem);
+  // Descriptors, built once and advanced per stage and k-step (ptx::wgmma_desc_advance): Q (A)
+  // rows of this warpgroup and K (B) rows = keys, both K-major with kD-byte rows; V: fp8 K-major
+  // (channels of kBlockK k-positions), fp16 MN-major slabs of 64 channels (kBlockK x 128 bytes).
+  const uint64_t q_desc = ptx::wgmma_desc_k_sw<kSw>(ptx::smem_u32(q_smem) + cw * kRowsPerConsumer * kD, 8 * kSw);
+  const uint64_t k_desc = ptx::wgmma_desc_k_sw<kSw>(ptx::smem_u32(k_smem), 8 * kSw);
+  const uint64_t v_desc = Cfg::kFp8 ? ptx::wgmma_desc_k_sw<128>(ptx::smem_u32(v_smem), 1024)
+                                    : ptx::wgmma_desc_mn_sw128(ptx::smem_u32(v_smem), kBlockK * 128, 1024);
 
   float acc[kNTilesO][4];
 #pragma unroll
@@ -289,13 +294,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int half = 0; half < 2; ++half) k_sc[half] = k_sc_smem[s][half][k_sub];
     ptx::wgmma_fence();
     auto& sd = reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc);
-    const uint32_t kt = k_addr + s * Cfg::kKTileBytes;
-    ptx::wgmma_m64n128k32_s8_ss<false>(sd, ptx::wgmma_desc_k_sw<kSw>(q_addr, 8 * kSw),
-                                       ptx::wgmma_desc_k_sw<kSw>(kt, 8 * kSw));
+    const uint64_t kt = ptx::wgmma_desc_advance(k_desc, uint32_t(s * Cfg::kKTileBytes));
+    ptx::wgmma_m64n128k32_s8_ss<false>(sd, q_desc, kt);
 #pragma unroll
     for (int ks = 1; ks < kD / 32; ++ks)
-      ptx::wgmma_m64n128k32_s8_ss(sd, ptx::wgmma_desc_k_sw<kSw>(q_addr + ks * 32, 8 * kSw),
-                                  ptx::wgmma_desc_k_sw<kSw>(kt + ks * 32, 8 * kSw));
+      ptx::wgmma_m64n128k32_s8_ss(sd, ptx::wgmma_desc_advance(q_desc, ks * 32), ptx::wgmma_desc_advance(kt, ks * 32));
     ptx::wgmma_commit();
   };
 
@@ -309,16 +312,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto issue_pv = [&](int j, int c) {
     const int s = j % kStages;
     ptx::wgmma_fence();
-    const uint32_t vt = v_addr + s * Cfg::kVTileBytes;
+    const uint32_t vt = uint32_t(s * Cfg::kVTileBytes);  // the stage's offset from v_desc
     if constexpr (Cfg::kFp8) {
       // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout). V rows are
       // channels of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
       auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part);
-      const uint32_t vc = vt + uint32_t(c) * 64 * kBlockK;
-      ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], ptx::wgmma_desc_k_sw<128>(vc, 1024));
+      const uint64_t vc = ptx::wgmma_desc_advance(v_desc, vt + uint32_t(c) * 64 * kBlockK);
+      ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], vc);
 #pragma unroll
-      for (int st = 1; st < 4; ++st)
-        ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_k_sw<128>(vc + st * 32, 1024));
+      for (int st = 1; st < 4; ++st) ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
     } else {
       // Eight k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16
       // step is 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in
@@ -326,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       auto& ad = reinterpret_cast<float(&)[kNTilesO * 4]>(acc);
 #pragma unroll
       for (int st = 0; st < 8; ++st) {
-        const uint64_t desc = ptx::wgmma_desc_mn_sw128(vt + st * 2048, kBlockK * 128, 1024);
+        const uint64_t desc = ptx::wgmma_desc_advance(v_desc, vt + st * 2048);
         if constexpr (kD == 128) ptx::wgmma_m64n128k16_f16_rs_tnb(ad, pa[st], desc);
         else ptx::wgmma_m64n64k16_f16_rs_tnb(ad, pa[st], desc);
       }

@@ -50,6 +50,14 @@ __device__ __forceinline__ uint64_t wgmma_desc_k_sw(uint32_t smem_addr, uint32_t
          (uint64_t((sbo_bytes & 0x3FFFFu) >> 4) << 32) | (kMode << 62);
 }
 
+// A descriptor moved `bytes` (a multiple of 16) further into shared memory. The start address is
+// the descriptor's low 14 bits (address >> 4) and every operand lies in the shared window (at most
+// 228 KB on sm_90), so the sum stays inside that field: one 32-bit add on the low word. Descriptors
+// built once and advanced like this keep the main loops' address arithmetic to one add each.
+__device__ __forceinline__ uint64_t wgmma_desc_advance(uint64_t desc, uint32_t bytes) {
+  return (desc & ~uint64_t(0xFFFFFFFFu)) | uint32_t(uint32_t(desc) + (bytes >> 4));
+}
+
 // Byte offset `off` of a dense row-major tile (rows of kSwizzleBytes bytes, 1 KB aligned) moved to
 // where the kSwizzleBytes swizzle (TMA's and wgmma's) puts it.
 template <int kSwizzleBytes>

@@ -4,6 +4,9 @@
 //   present, and prints the device once.
 // - DeviceBuffer: an owning cudaMalloc'd byte buffer with upload/download.
 // - HostQkv: bf16/f16 inputs of a problem laid out HND or NHD, made from the input families.
+// - sm80_compiled / sm90_compiled / kernels_compiled: the kernel head dims this build has (CMake
+//   SAGEATTN_SM80_HEAD_DIMS / SAGEATTN_SM90_HEAD_DIMS); a case needing another one is skipped with
+//   a message (GTEST_SKIP, or note_skipped inside a test that goes on with its other cases).
 // SAGEATTN_TEST_QUICK=1 (set by scripts/gpu_check.sh under compute-sanitizer) asks the suites to
 // use their small problems only.
 #pragma once
@@ -19,6 +22,7 @@
 
 #include <cuda_runtime.h>
 
+#include "attention/common/launch_common.h"
 #include "common/cuda_check.h"
 #include "common/numerics.h"
 #include "cpu/inputs.h"
@@ -37,6 +41,50 @@ inline int device_cc() {
   SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
   return major * 10 + minor;
 }
+
+// The kernel head dims compiled into this build, one SAGEATTN_TEST_SM80_HD<hd> /
+// SAGEATTN_TEST_SM90_HD<hd> definition per entry of the CMake lists (tests/CMakeLists.txt). A call
+// whose kernel head dim was left out throws kUnsupported: a build configuration, not a bug.
+inline bool sm80_compiled(int64_t kernel_hd) {
+  switch (kernel_hd) {
+#ifdef SAGEATTN_TEST_SM80_HD64
+    case 64: return true;
+#endif
+#ifdef SAGEATTN_TEST_SM80_HD128
+    case 128: return true;
+#endif
+#ifdef SAGEATTN_TEST_SM80_HD256
+    case 256: return true;
+#endif
+    default: return false;
+  }
+}
+inline bool sm90_compiled(int64_t kernel_hd) {
+  switch (kernel_hd) {
+#ifdef SAGEATTN_TEST_SM90_HD64
+    case 64: return true;
+#endif
+#ifdef SAGEATTN_TEST_SM90_HD128
+    case 128: return true;
+#endif
+    default: return false;
+  }
+}
+// Whether backend b (kSm80 or kSm90, named) has its kernels for head_dim d in this build. sm90 has
+// none above 128 in any build; the suites tell that apart (it is coverage, not configuration).
+inline bool kernels_compiled(Backend b, int64_t d) {
+  const int hd = attn::kernel_head_dim(d);
+  return b == Backend::kSm90 ? sm90_compiled(hd) : sm80_compiled(hd);
+}
+// The skip message: head dim, kernel head dim and the CMake list that lacks it.
+inline std::string not_compiled(Backend b, int64_t d) {
+  return std::string("backend ") + to_string(b) + ": head_dim " + std::to_string(d) + " needs its kernels for head dim " +
+         std::to_string(attn::kernel_head_dim(d)) + ", not compiled in this build (CMake " +
+         (b == Backend::kSm90 ? "SAGEATTN_SM90_HEAD_DIMS" : "SAGEATTN_SM80_HEAD_DIMS") + ")";
+}
+// A case skipped inside a test that goes on with its others (GTEST_SKIP would end the test): a line
+// in the log beside GoogleTest's own. Not "[  SKIPPED ]", which ctest reads as the whole test's.
+inline void note_skipped(const std::string& what) { std::printf("[ skipped  ] %s\n", what.c_str()); }
 
 class GpuTest : public ::testing::Test {
  protected:

@@ -53,9 +53,25 @@ namespace sageattn::test {
 namespace {
 
 // ------------------------------------------------------------------------------ backends, modes
-std::vector<Backend> gpu_backends() {
+// Every call of these suites has head dim 128 (tests/cpu/special_values.h's SpecialCase too).
+constexpr int64_t kHeadDim = 128;
+std::vector<Backend> device_backends() {
   std::vector<Backend> b{Backend::kSm80};
   if (device_cc() == 90) b.push_back(Backend::kSm90);
+  return b;
+}
+// The device's backends whose head-dim-128 kernels this build compiles (Hd128Test names the others).
+std::vector<Backend> gpu_backends() {
+  std::vector<Backend> b;
+  for (Backend x : device_backends())
+    if (kernels_compiled(x, kHeadDim)) b.push_back(x);
+  return b;
+}
+// Automatic dispatch and the backends named: at head dim 128 and pv_mode fp16 auto picks sm90 where
+// its kernels are compiled, else sm80, so it runs wherever gpu_backends() is not empty.
+std::vector<Backend> auto_and_gpu_backends() {
+  std::vector<Backend> b{Backend::kAuto};
+  for (Backend x : gpu_backends()) b.push_back(x);
   return b;
 }
 std::vector<PvMode> gpu_modes() {
@@ -174,13 +190,28 @@ bool memory_for(std::size_t bytes, std::string& why) {
 // A placeholder device address for workspace-size queries (validated, never dereferenced).
 void* placeholder() { return reinterpret_cast<void*>(uintptr_t(1) << 24); }
 
-class GpuHardening : public GpuTest {};
+// A GpuTest whose calls have head dim 128: a backend whose kernels for it the build left out is
+// named in the log and left out by gpu_backends(); the test is skipped when none is left.
+class Hd128Test : public GpuTest {
+ protected:
+  void SetUp() override {
+    GpuTest::SetUp();
+    if (IsSkipped()) return;
+    std::string missing;
+    for (Backend b : device_backends())
+      if (!kernels_compiled(b, kHeadDim)) missing += (missing.empty() ? "" : "; ") + not_compiled(b, kHeadDim);
+    if (gpu_backends().empty()) GTEST_SKIP() << missing;
+    if (!missing.empty()) note_skipped(missing);
+  }
+};
+
+class GpuHardening : public Hd128Test {};
 
 // =============================================================================== huge tensors
 // The dense huge problem: B = 1, H = 1040 heads (MHA), N = 16411 tokens (not a tile multiple),
 // D = 128: 2,184,622,080 elements per tensor, 4.4 GB each, ~25 GB with the workspace. 1.4e14 FLOPs
 // per call (~0.3 s on an H100).
-constexpr int64_t kHugeHeads = 1040, kHugeTokens = 16411, kHugeDim = 128;
+constexpr int64_t kHugeHeads = 1040, kHugeTokens = 16411, kHugeDim = kHeadDim;
 constexpr int64_t kHugeElems = kHugeHeads * kHugeTokens * kHugeDim;
 static_assert(kHugeElems > (int64_t(1) << 31), "the huge tests must pass 2^31 elements");
 
@@ -361,7 +392,7 @@ void exact_causal_row(const std::vector<uint16_t>& q, const std::vector<uint16_t
 
 TEST_F(GpuHardening, CausalMillionTokens) {
   if (quick_mode()) GTEST_SKIP() << "huge-tensor test skipped in quick mode (SAGEATTN_TEST_QUICK=1)";
-  const int64_t N = (int64_t(1) << 20) - 3, D = 128, elems = N * D;
+  const int64_t N = (int64_t(1) << 20) - 3, D = kHeadDim, elems = N * D;
   std::string why;
   if (!memory_for(std::size_t(elems) * 2 * 8, why)) GTEST_SKIP() << "1M-token test: " << why;
   DeviceBuffer q(elems * 2), k(elems * 2), v(elems * 2), o(elems * 2), lse(N * 4);
@@ -436,7 +467,7 @@ TEST_F(GpuHardening, CausalMillionTokens) {
 // its own, bit for bit.
 TEST_F(GpuHardening, ManySequencesBeyondTheGridLimit) {
   if (quick_mode()) GTEST_SKIP() << "140k-CTA launches skipped in quick mode (SAGEATTN_TEST_QUICK=1)";
-  const int64_t B = 70001, Hq = 2, Hkv = 1, N = 3, D = 128;
+  const int64_t B = 70001, Hq = 2, Hkv = 1, N = 3, D = kHeadDim;
   const int64_t q_elems = B * Hq * N * D, kv_elems = B * Hkv * N * D;
   DeviceBuffer q(q_elems * 2), k(kv_elems * 2), v(kv_elems * 2), o(q_elems * 2), lse(B * Hq * N * 4);
   fill_family(q.get(), q_elems, D, 31, 0.0f, DType::kF16);
@@ -444,8 +475,8 @@ TEST_F(GpuHardening, ManySequencesBeyondTheGridLimit) {
   fill_family(v.get(), kv_elems, D, 33, 0.0f, DType::kF16);
   const std::vector<int64_t> picks{0, 65534, 65535, 65536, B - 1};
   auto v4 = [&](void* p, int64_t b, int64_t h) { return make_contiguous_view(p, DType::kF16, {b, h, N, D}, 0); };
-  std::vector<Backend> backends{Backend::kAuto, Backend::kSm80};
-  if (device_cc() == 90) backends.push_back(Backend::kSm90);  // sequences x tiles in grid x
+  // sm80 launches in slices, sm90 puts sequences x tiles in grid x.
+  const std::vector<Backend> backends = auto_and_gpu_backends();
   for (Backend backend : backends) {
     SCOPED_TRACE(std::string("backend ") + to_string(backend));
     AttentionOptions opt;
@@ -512,11 +543,10 @@ TEST_F(GpuHardening, ManySequencesBeyondTheGridLimit) {
 // More query heads than a grid's y dimension holds: an Error naming the limit, for every backend,
 // output untouched.
 TEST_F(GpuHardening, TooManyQueryHeadsIsAnError) {
-  const int64_t H = 65536, D = 128;
+  const int64_t H = 65536, D = kHeadDim;
   DeviceBuffer q(H * D * 2), kv(D * 2), o(H * D * 2);
   q.fill(0), kv.fill(0), o.fill(0xFF);
-  std::vector<Backend> backends{Backend::kAuto, Backend::kSm80};
-  if (device_cc() == 90) backends.push_back(Backend::kSm90);
+  const std::vector<Backend> backends = auto_and_gpu_backends();
   for (Backend b : backends) {
     SCOPED_TRACE(std::string("backend ") + to_string(b));
     AttentionOptions opt;
@@ -539,11 +569,10 @@ TEST_F(GpuHardening, TooManyQueryHeadsIsAnError) {
 // naming the alignment, for every GPU backend, output untouched; the same call on the aligned
 // pointer runs.
 TEST_F(GpuHardening, MisalignedWorkspaceIsAnError) {
-  const int64_t H = 2, N = 200, D = 128;
+  const int64_t H = 2, N = 200, D = kHeadDim;
   DeviceBuffer q(H * N * D * 2), o(H * N * D * 2);
   q.fill(0), o.fill(0xFF);
-  std::vector<Backend> backends{Backend::kAuto, Backend::kSm80};
-  if (device_cc() == 90) backends.push_back(Backend::kSm90);
+  const std::vector<Backend> backends = auto_and_gpu_backends();
   for (Backend b : backends) {
     SCOPED_TRACE(std::string("backend ") + to_string(b));
     AttentionOptions opt;
@@ -579,7 +608,7 @@ struct Job {
   DType dtype = DType::kBF16;
   Layout layout = Layout::kHND;
   MaskMode mask = MaskMode::kNone;
-  int64_t b = 1, hq = 4, hkv = 4, n = 300, d = 128;
+  int64_t b = 1, hq = 4, hkv = 4, n = 300, d = kHeadDim;
   bool own_workspace = false;
   DeviceBuffer q, k, v, o, lse, ws;
 
@@ -851,7 +880,7 @@ std::vector<SpecialCase> poked_cases() {
   return v;
 }
 
-class GpuSpecialValues : public GpuTest, public ::testing::WithParamInterface<SpecialCase> {};
+class GpuSpecialValues : public Hd128Test, public ::testing::WithParamInterface<SpecialCase> {};
 
 TEST_P(GpuSpecialValues, NanExactlyWhereTheContractSaysElseUnchanged) {
   const SpecialCase& c = GetParam();

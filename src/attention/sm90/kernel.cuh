@@ -254,7 +254,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pa[kPaSteps][4];
   constexpr int kPartTiles = Cfg::kFp8 ? 8 : 1;       // fp8: 64 channels of the partial product
   constexpr int kPvParts = Cfg::kFp8 ? kD / 64 : 1;   // P.V issues per block
-  float part[kPartTiles][4];
+  // Experiment (-DSAGEATTN_SM90_PV_OVERLAP=1, fp8 only): both 64-channel halves of P.V in flight at
+  // once, each into its own partial product, the first folded while the second runs.
+#ifndef SAGEATTN_SM90_PV_OVERLAP
+#define SAGEATTN_SM90_PV_OVERLAP 0
+#endif
+  constexpr bool kPvOverlap = Cfg::kFp8 && kPvParts > 1 && SAGEATTN_SM90_PV_OVERLAP;
+  constexpr int kPartBufs = kPvOverlap ? kPvParts : 1;
+  float part[kPartBufs][kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
   float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
   SM90_TRACE_DECL
@@ -273,9 +280,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
     if constexpr (Cfg::kFp8) {
 #pragma unroll
-      for (int n = 0; n < kPartTiles; ++n)
+      for (int b = 0; b < kPartBufs; ++b)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[n][e])::"memory");
+        for (int n = 0; n < kPartTiles; ++n)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[b][n][e])::"memory");
     } else {
 #pragma unroll
       for (int n = 0; n < kNTilesO; ++n)
@@ -316,7 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (Cfg::kFp8) {
       // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout). V rows are
       // channels of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
-      auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part);
+      auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part[c % kPartBufs]);
       const uint64_t vc = ptx::wgmma_desc_advance(v_desc, vt + uint32_t(c) * 64 * kBlockK);
       ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], vc);
 #pragma unroll
@@ -438,10 +447,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int n = 0; n < kPartTiles; ++n) {
         float* o = acc[c * kPartTiles + n];
-        o[0] = fmaf(o[0], a[0], part[n][0]);
-        o[1] = fmaf(o[1], a[0], part[n][1]);
-        o[2] = fmaf(o[2], a[1], part[n][2]);
-        o[3] = fmaf(o[3], a[1], part[n][3]);
+        const float* pp = part[c % kPartBufs][n];
+        o[0] = fmaf(o[0], a[0], pp[0]);
+        o[1] = fmaf(o[1], a[0], pp[1]);
+        o[2] = fmaf(o[2], a[1], pp[2]);
+        o[3] = fmaf(o[3], a[1], pp[3]);
       }
     } else if (!__all_sync(0xffffffffu, a[0] == 1.0f && a[1] == 1.0f)) {
 #pragma unroll
@@ -487,12 +497,27 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
     wait_v(j);
     SM90_TRACE(3);
+    if constexpr (kPvOverlap) {
+      static_assert(kPvParts == 2, "the overlap is written for two halves");
+      issue_pv(j, 0);
+      issue_pv(j, 1);
+      ptx::wgmma_wait<1>();
 #pragma unroll
-    for (int c = 0; c < kPvParts; ++c) {
-      issue_pv(j, c);
+      for (int n = 0; n < kPartTiles; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[0][n][e])::"memory");
+      fold(alpha, 0);
       ptx::wgmma_wait<0>();
       fence_pv();
-      if constexpr (Cfg::kFp8) fold(alpha, c);  // acc = acc * alpha + partial
+      fold(alpha, 1);
+    } else {
+#pragma unroll
+      for (int c = 0; c < kPvParts; ++c) {
+        issue_pv(j, c);
+        ptx::wgmma_wait<0>();
+        fence_pv();
+        if constexpr (Cfg::kFp8) fold(alpha, c);  // acc = acc * alpha + partial
+      }
     }
     SM90_TRACE(7);
     release(empty_v, j);

@@ -874,7 +874,9 @@ int64_t env_positive(const char* name, int64_t fallback) {
 //    times after it is handed out, while the grid hands out ~1.5 * grid tickets. And its CTA must
 //    have folded the head's records: the fold streams ~32 KB per ~0.8 us of L2 latency, so 2 KB
 //    per chunk at hd128 is ~50 ns, ~7 tickets at the ~130 tickets/us of the target speed. So
-//    2 * (lead - blocks) ~ 1.5 * grid + 7 * blocks: lead ~ blocks + 3/4 grid + 4 * blocks.
+//    2 * (lead - blocks) ~ 1.5 * grid + 7 * blocks: lead ~ blocks + 3/4 grid + 4 * blocks. That
+//    estimate held at 1K only: longer heads wait much longer than it says (the slack is measured
+//    below).
 //  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
 //    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
 //    B = 32 (grid 528, blocks 16): lead = 476 -> 15 MB of live K/V lines + 8 MB of output:
@@ -884,7 +886,11 @@ int64_t choose_lead(bool prefetch, int64_t blocks, int64_t grid, int64_t items) 
   // With prefetch a CTA holds two tickets ahead of the one it finishes: ~2.8 item times from
   // hand-out to finish instead of ~1.5.
   const int64_t held = prefetch ? 3 * grid / 2 : 3 * grid / 4;
-  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", held + 4 * blocks);
+  // Measured (bench/NOTES.md section 20, H100, hd128, B x N = 32K tokens): the best slack grows
+  // faster than the blocks per head: ~4 x blocks at 16 blocks (1K), 2000-4000 at 64 (4K), 8000 up
+  // to all items at 256 (16K), where a quantize item waiting on its head's fold costs more than the
+  // L2 reuse saves. blocks x max(4, blocks / 4) follows that.
+  const int64_t slack = env_positive("SAGEATTN_KV_QUANT_LEAD_SLACK", held + blocks * std::max<int64_t>(4, blocks / 4));
   return std::min(items, blocks + slack);
 }
 

@@ -27,7 +27,7 @@
 //                                  with two tile buffers each, hd128 4, hd256 2)
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
 //                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
-//                                  buffers, + 4 * blocks per head)
+//                                  buffers, + blocks x max(4, blocks / 4), blocks per head)
 //   SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS  early_v for heads of at most this many blocks
 //                                  (default 32; 1 turns it off for every head longer than 64)
 #pragma once

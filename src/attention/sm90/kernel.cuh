@@ -11,9 +11,10 @@
 //   consumer : each of the three warpgroups, independently, per block j: wait full_k; S = Q8 K8^T
 //              on wgmma s8 (int32; one I2FP per logit gives the exact float); wait; release the K
 //              stage; masks and the online softmax (base 2, fp32); P packed as the wgmma A
-//              fragment (registers); wait full_v; P.V on wgmma (fp8: into a zeroed partial
-//              accumulator, then acc = acc * alpha + partial, two-level; fp16: acc rescaled by alpha
-//              first, then accumulated); wait; release the V stage. The loop is synchronous inside a
+//              fragment (registers); wait full_v; P.V on wgmma (fp8: into zeroed partial
+//              accumulators, one per 64 channels, both in flight, each then folded as
+//              acc = acc * alpha + partial, two-level; fp16: acc rescaled by alpha first, then
+//              accumulated); wait; release the V stage. The loop is synchronous inside a
 //              warpgroup (160 registers do not hold two blocks in flight); the overlap of softmax
 //              and GEMMs comes from the three warpgroups sharing the SM.
 //   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
@@ -254,10 +255,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t pa[kPaSteps][4];
   constexpr int kPartTiles = Cfg::kFp8 ? 8 : 1;       // fp8: 64 channels of the partial product
   constexpr int kPvParts = Cfg::kFp8 ? kD / 64 : 1;   // P.V issues per block
-  // Experiment (-DSAGEATTN_SM90_PV_OVERLAP=1, fp8 only): both 64-channel halves of P.V in flight at
-  // once, each into its own partial product, the first folded while the second runs.
+  // fp8 at hd128: both 64-channel halves of P.V in flight at once, each into its own partial
+  // product, the first folded while the second runs (bench/NOTES.md section 20: +2-3% at 4K-16K;
+  // -DSAGEATTN_SM90_PV_OVERLAP=0 issues them one after the other, as before).
 #ifndef SAGEATTN_SM90_PV_OVERLAP
-#define SAGEATTN_SM90_PV_OVERLAP 0
+#define SAGEATTN_SM90_PV_OVERLAP 1
 #endif
   constexpr bool kPvOverlap = Cfg::kFp8 && kPvParts > 1 && SAGEATTN_SM90_PV_OVERLAP;
   constexpr int kPartBufs = kPvOverlap ? kPvParts : 1;

@@ -20,7 +20,8 @@ build() {  # build SRC DIR FLAGS TARGETS...
   grep -E "spill stores" "$out/build_$(basename "$dir").log" | sort | uniq -c | head -n 4
 }
 bins=()
-IFS='|' read -r -a variants <<<"${AB_VARIANTS:-}"
+# (the appended '|' keeps a trailing empty variant, which `read` would drop: "-Dx|" = -Dx and plain)
+IFS='|' read -r -a variants <<<"${AB_VARIANTS:-}|"
 [ ${#variants[@]} = 0 ] && variants=("")
 tg=(sageattn_cli); [ "${AB_TESTS:-0}" = 1 ] && tg+=(test_gpu_attention test_gpu_hardening)
 t0=$(date +%s)

@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import hashlib
 import math
 import os
 import re
@@ -573,6 +574,36 @@ def _git_revision() -> str:
     return (rev + (" (with uncommitted changes)" if dirty else "")) if rev else "? (not a git checkout)"
 
 
+# What source_fingerprint hashes: the library, its Python package and the build files.
+FINGERPRINT_PATHS = ("CMakeLists.txt", "include", "src", "python/sageattn", "python/src")
+
+
+def source_fingerprint(root: str = ".") -> str:
+    """SHA-256 (first 12 hex digits) of the files under FINGERPRINT_PATHS of the checkout at root,
+    by relative path and content; "?" when root is not a sageattn checkout. It names the measured
+    sources where the git revision cannot: a device copy of a working tree may carry stale git
+    metadata (bench/RESULTS.md, 2026-12-06). To find the commit a figure belongs to, compute it for
+    a candidate: ``git archive REV | tar -x -C d && python -c "from sageattn.bench import
+    source_fingerprint as f; print(f('d'))"``."""
+    if not os.path.isdir(os.path.join(root, "src")) or not os.path.isdir(os.path.join(root, "include")):
+        return "?"
+    files = []
+    for top in FINGERPRINT_PATHS:
+        base = os.path.join(root, top)
+        if os.path.isfile(base):
+            files.append(top)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            files += [os.path.relpath(os.path.join(dirpath, f), root) for f in filenames if not f.endswith(".pyc")]
+    digest = hashlib.sha256()
+    for rel in sorted(f.replace(os.sep, "/") for f in files):
+        with open(os.path.join(root, rel), "rb") as fh:
+            content = fh.read()
+        digest.update(f"{rel}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()[:12]
+
+
 def _cudnn_version(torch) -> str:
     try:
         return str(torch.backends.cudnn.version())
@@ -604,7 +635,7 @@ def _describe(args, torch, sageattn, original, impls: List[_Impl]) -> List[str]:
         f"device: {torch.cuda.get_device_name()} (sm_{major}{minor}), {_clocks()}",
         f"torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {_cudnn_version(torch)}); "
         f"sageattn {getattr(sageattn, '__version__', '-')}; sageattention {original_version}",
-        f"git: {_git_revision()}",
+        f"git: {_git_revision()}; sources {source_fingerprint()} (sageattn.bench.source_fingerprint)",
         "command: " + getattr(args, "command", PROG + " --sweep"),
         f"grid: hd {_join(args.hd)}; causal {_join(args.causal)}; N {_join(args.seqlens)}; "
         f"batch {args.tokens} / N; {args.heads} heads; bf16, HND",

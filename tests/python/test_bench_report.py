@@ -205,6 +205,29 @@ def test_the_committed_results_files_read_back():
         assert (REPO / "bench" / "results" / path.name).exists(), f"{path} has no results file"
 
 
+def test_source_fingerprint_names_the_sources_not_the_rest(tmp_path):
+    # A fake checkout: the fingerprint follows the sources' paths and bytes, and nothing else.
+    for rel, text in {"CMakeLists.txt": "project(x)\n", "include/sageattn/a.h": "int a;\n",
+                      "src/k.cu": "__global__ void k() {}\n", "python/sageattn/m.py": "x = 1\n"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    first = bench.source_fingerprint(str(tmp_path))
+    assert len(first) == 12 and int(first, 16) >= 0
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "NOTES.md").write_text("notes\n")  # not a source
+    (tmp_path / "python" / "sageattn" / "__pycache__").mkdir()
+    (tmp_path / "python" / "sageattn" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    assert bench.source_fingerprint(str(tmp_path)) == first
+    (tmp_path / "src" / "k.cu").write_text("__global__ void k() { }\n")  # one byte more
+    changed = bench.source_fingerprint(str(tmp_path))
+    assert changed != first
+    (tmp_path / "src" / "k.cu").rename(tmp_path / "src" / "k2.cu")  # same bytes, another name
+    assert bench.source_fingerprint(str(tmp_path)) not in (first, changed)
+    assert bench.source_fingerprint(str(tmp_path / "bench")) == "?"  # not a checkout
+    # The repository itself hashes, and the same way twice.
+    assert bench.source_fingerprint(str(REPO)) == bench.source_fingerprint(str(REPO)) != "?"
+
+
 def test_a_file_with_another_header_is_refused_before_anything_runs(tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("a,b,c\n1,2,3\n")

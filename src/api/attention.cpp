@@ -102,20 +102,17 @@ bool gpu_available() noexcept {
 PvMode resolve_pv_mode(PvMode requested, int device, int64_t head_dim) {
   if (requested != PvMode::kAuto) return requested;
   if (device == kHostDevice) return PvMode::kFp8;
-  // fp8 MMA exists from sm89 (Ada) on; Ampere gets the fp16 mode. On Hopper (compute capability
-  // 9.0) fp8 is the default where the sm90 kernels run the call (wgmma e4m3: ~12% faster than their
-  // fp16, bench/RESULTS.md 2026-12-06); a call that runs on the sm80 kernels there (head dims above
-  // 128) takes fp16, because their fp8 P.V is mma.sync e4m3, which ptxas emulates on sm90: fp16 is
-  // faster and more accurate there (454 vs 344 TFLOPS at hd128, 2026-11-22). validate.cpp applies
-  // the same rule to every call (and to backend sm80 named on sm90).
+  // The rule: detail::gpu_auto_pv_mode. Without a head dim, the answer for the calls the sm90
+  // kernels serve; with one, automatic dispatch of the smallest call of that head dim decides.
   const int cc = detail::gpu_compute_capability(device);
-  if (cc < 89) return PvMode::kFp16;
-  if (cc != 90 || head_dim <= 0) return PvMode::kFp8;
-  detail::AttentionParams probe;  // the smallest call of this head dim
-  probe.batch = probe.heads_q = probe.heads_kv = probe.seqlen_q = probe.seqlen_k = 1;
-  probe.head_dim = head_dim, probe.device = device, probe.pv_mode = PvMode::kFp8;
-  return detail::gpu_backend_supports(Backend::kSm90, cc) && detail::gpu_auto_prefers_sm90(probe) ? PvMode::kFp8
-                                                                                                 : PvMode::kFp16;
+  bool sm90_runs = true;
+  if (cc == 90 && head_dim > 0) {
+    detail::AttentionParams probe;
+    probe.batch = probe.heads_q = probe.heads_kv = probe.seqlen_q = probe.seqlen_k = 1;
+    probe.head_dim = head_dim, probe.device = device, probe.pv_mode = PvMode::kFp8;
+    sm90_runs = detail::gpu_backend_supports(Backend::kSm90, cc) && detail::gpu_auto_prefers_sm90(probe);
+  }
+  return detail::gpu_auto_pv_mode(cc, sm90_runs);
 }
 
 const char* version() noexcept { return SAGEATTN_VERSION_STRING; }

@@ -31,6 +31,17 @@ bool gpu_backend_serves(const AttentionParams& params, const char** why = nullpt
 // (it serves them and measured faster than sm80 for their head dim; bench/RESULTS.md).
 bool gpu_auto_prefers_sm90(const AttentionParams& params);
 
+// pv_mode kAuto on a GPU of compute capability cc, for a call that runs on the sm90 kernels
+// (sm90_runs) or not. fp8 MMA exists from sm89 (Ada) on; Ampere gets fp16. On Hopper (9.0) fp8 is
+// the default where the sm90 kernels run the call (wgmma e4m3: ~12% faster than their fp16,
+// bench/RESULTS.md 2026-12-06); a call on the sm80 kernels there (head dims above 128, backend
+// sm80 named) takes fp16, because their fp8 P.V is mma.sync e4m3, which ptxas emulates on sm90:
+// fp16 is faster and more accurate there (454 vs 344 TFLOPS at hd128, 2026-11-22). The one place
+// this rule lives: resolve_pv_mode and validate.cpp's resolve_backend both ask it.
+inline PvMode gpu_auto_pv_mode(int cc, bool sm90_runs) {
+  return cc < 89 || (cc == 90 && !sm90_runs) ? PvMode::kFp16 : PvMode::kFp8;
+}
+
 // Whether this build holds a kernel image (SASS for the device's architecture, or PTX it can
 // JIT) that runs on `device`: false when, e.g., SAGEATTN_CUDA_ARCHS lacks the device's
 // architecture. Cached per device.

@@ -117,16 +117,14 @@ void resolve_backend(AttentionParams& p, const AttentionOptions& o) {
                         gpu_backend_compiled() ? "" : " (the CPU-only library sageattn_cpu: link "
                                                       "sageattn for the GPU backends)");
     const int cc = gpu_compute_capability(p.device);
-    p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);
+    p.pv_mode = resolve_pv_mode(o.pv_mode, p.device);  // kAuto: the sm90 answer, until b is known
     Backend b = o.backend;
     if (b == Backend::kAuto) {
       // sm90 where it serves the call (its kernels cover a subset) and is the faster one, else
       // the sm80 kernels, which compute the same contract (README.md, "Status").
       b = gpu_backend_supports(Backend::kSm90, cc) && gpu_auto_prefers_sm90(p) ? Backend::kSm90 : Backend::kSm80;
     }
-    // kAuto's fp8 on compute capability 9.0 is for the sm90 kernels; a call that runs on the sm80
-    // kernels there takes fp16, their faster and more accurate mode on Hopper (resolve_pv_mode).
-    if (o.pv_mode == PvMode::kAuto && cc == 90 && b == Backend::kSm80) p.pv_mode = PvMode::kFp16;
+    if (o.pv_mode == PvMode::kAuto) p.pv_mode = gpu_auto_pv_mode(cc, b == Backend::kSm90);
     SAGEATTN_CHECK_CODE(gpu_backend_supports(b, cc), ErrorCode::kUnsupported, "backend ",
                         to_string(b), " has no kernels in this build for device ", p.device,
                         " (compute capability ", cc / 10, ".", cc % 10, ")");

@@ -274,6 +274,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(sacc[n][e])::"memory");
   };
+  // After a P.V group completed: partial product buf may be read.
+  auto fence_part = [&](int buf) {
+#pragma unroll
+    for (int n = 0; n < kPartTiles; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[buf][n][e])::"memory");
+  };
   // After P.V completed: P's registers may be reused and the product (part or acc) read.
   auto fence_pv = [&] {
 #pragma unroll
@@ -282,11 +289,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(pa[st][e])::"memory");
     if constexpr (Cfg::kFp8) {
 #pragma unroll
-      for (int b = 0; b < kPartBufs; ++b)
-#pragma unroll
-        for (int n = 0; n < kPartTiles; ++n)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[b][n][e])::"memory");
+      for (int buf = 0; buf < kPartBufs; ++buf) fence_part(buf);
     } else {
 #pragma unroll
       for (int n = 0; n < kNTilesO; ++n)
@@ -504,10 +507,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       issue_pv(j, 0);
       issue_pv(j, 1);
       ptx::wgmma_wait<1>();
-#pragma unroll
-      for (int n = 0; n < kPartTiles; ++n)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[0][n][e])::"memory");
+      fence_part(0);
       fold(alpha, 0);
       ptx::wgmma_wait<0>();
       fence_pv();

@@ -42,6 +42,14 @@ inline int device_cc() {
   return major * 10 + minor;
 }
 
+// The GPU backends of the device: sm80 everywhere, sm90 on compute capability 9.0 (whatever head
+// dims this build compiles for them: kernels_compiled below).
+inline std::vector<Backend> device_backends() {
+  std::vector<Backend> b{Backend::kSm80};
+  if (device_cc() == 90) b.push_back(Backend::kSm90);
+  return b;
+}
+
 // The kernel head dims compiled into this build, one SAGEATTN_TEST_SM80_HD<hd> /
 // SAGEATTN_TEST_SM90_HD<hd> definition per entry of the CMake lists (tests/CMakeLists.txt). A call
 // whose kernel head dim was left out throws kUnsupported: a build configuration, not a bug.

@@ -68,12 +68,6 @@ struct AttnCase {
   bool large = false;                       // skipped in quick mode
 };
 
-// The GPU backends of the device: sm80 everywhere, sm90 on compute capability 9.0 (this build).
-std::vector<Backend> backends_for_device() {
-  std::vector<Backend> b{Backend::kSm80};
-  if (device_cc() == 90) b.push_back(Backend::kSm90);
-  return b;
-}
 // Whether the sm90 kernels cover a call (src/attention/sm90/launch.h): head dims up to 128 whose
 // kernels this build compiles, P.V fp16 or fp8. Automatic dispatch sends a head dim left out of
 // SAGEATTN_SM90_HEAD_DIMS to the sm80 kernels, and pv_mode auto resolves as for them. The rest is
@@ -238,7 +232,7 @@ TEST_P(GpuAttention, MatchesReferenceAndExact) {
   // case only when no backend is left. sm90 above 128 is not a build matter (sm90_covers).
   std::vector<Backend> backends;
   std::string missing;
-  for (Backend b : backends_for_device()) {
+  for (Backend b : device_backends()) {
     if (b == Backend::kSm90 && attn::kernel_head_dim(c.d) > 128) continue;
     if (kernels_compiled(b, c.d)) backends.push_back(b);
     else missing += (missing.empty() ? "" : "; ") + not_compiled(b, c.d);

@@ -55,11 +55,6 @@ namespace {
 // ------------------------------------------------------------------------------ backends, modes
 // Every call of these suites has head dim 128 (tests/cpu/special_values.h's SpecialCase too).
 constexpr int64_t kHeadDim = 128;
-std::vector<Backend> device_backends() {
-  std::vector<Backend> b{Backend::kSm80};
-  if (device_cc() == 90) b.push_back(Backend::kSm90);
-  return b;
-}
 // The device's backends whose head-dim-128 kernels this build compiles (Hd128Test names the others).
 std::vector<Backend> gpu_backends() {
   std::vector<Backend> b;

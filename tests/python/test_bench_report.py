@@ -7,6 +7,7 @@ installed without a GPU, and for real on a GPU."""
 from __future__ import annotations
 
 import contextlib
+import math
 import struct
 import subprocess
 import sys
@@ -419,6 +420,55 @@ class _FakeEvent:
 
     def elapsed_time(self, other):
         return (other.t - self.t) * 1e3
+
+
+class _VirtualGpu:
+    """A host and a GPU on virtual clocks (ms): each call costs the host `host` and the GPU `gpu`;
+    the GPU starts a call when the host has enqueued it and the previous one finished. Events take
+    the time at which the GPU reaches them; synchronize moves the host up to that time."""
+
+    def __init__(self, host, gpu):
+        self.host_cost, self.gpu_cost, self.host, self.gpu, self.syncs, self.calls = host, gpu, 0.0, 0.0, [], 0
+
+    def call(self, *args):
+        self.calls += 1
+        self.host += self.host_cost
+        self.gpu = max(self.gpu, self.host) + self.gpu_cost
+
+    def event(self, enable_timing=False):
+        vg = self
+
+        class Event:
+            def record(self, stream=None):
+                self.t = max(vg.gpu, vg.host)
+
+            def synchronize(self):
+                vg.syncs.append(vg.calls)  # calls enqueued before the wait
+                vg.host = max(vg.host, self.t)
+
+            def elapsed_time(self, other):
+                return other.t - self.t
+        return Event()
+
+
+@pytest.mark.parametrize("reps", [1, 0])
+def test_timing_enqueues_every_sample_before_waiting(monkeypatch, reps):
+    """The timed samples run back to back on the GPU (the host is ahead), so a call's Python
+    dispatch is not counted as GPU time; the host's own time per call comes back separately."""
+    vg = _VirtualGpu(host=0.25, gpu=1.5)
+    stream = types.SimpleNamespace(wait_stream=lambda other: None)
+    cuda = types.SimpleNamespace(Event=vg.event, stream=lambda s: contextlib.nullcontext(),
+                                 current_stream=lambda *a: stream)
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: vg.host / 1e3))
+    impl = bench._Impl("sageattn", "fp8", vg.call, contextlib.nullcontext)
+    ms, used_reps, host_ms = bench.time_ms(types.SimpleNamespace(cuda=cuda), stream, impl, None, None, None, 0,
+                                           warmup=2, iters=5, reps=reps)
+    assert used_reps == (1 if reps == 1 else math.ceil(bench.AUTO_SAMPLE_MS / 1.5))
+    assert ms == pytest.approx(1.5)  # waiting after each sample would give 1.75
+    assert host_ms == pytest.approx(0.25)
+    # One wait after all the samples (and, for reps = 0, one after the calibration call).
+    total = 2 + (0 if reps else 1) + 5 * used_reps
+    assert vg.syncs == ([] if reps else [3]) + [total]
 
 
 def test_sweep_flow_on_the_cpu_with_cuda_stubbed(monkeypatch, tmp_path, capsys):

@@ -107,12 +107,7 @@ struct TileConfig {
 inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
 // The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
 // 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
-// (-DSAGEATTN_SM90_CONSUMERS=2 in CMAKE_CUDA_FLAGS: an experiment, two pipelined consumer
-// warpgroups, 128 rows per CTA; bench/NOTES.md section 22. The C++ files still see 192.)
-#ifndef SAGEATTN_SM90_CONSUMERS
-#define SAGEATTN_SM90_CONSUMERS 3
-#endif
-inline constexpr TileConfig kSm90Tiles{64 * SAGEATTN_SM90_CONSUMERS, 128, 16, 64};
+inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64};
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;

@@ -27,16 +27,13 @@ inline constexpr int kBlockQ = kSm90Tiles.block_q;
 inline constexpr int kBlockK = kSm90Tiles.block_k;
 inline constexpr int kKBlock = kSm90Tiles.k_block;  // K quantization block (tokens)
 inline constexpr int kWarpgroupThreads = 128;
-inline constexpr int kConsumers = SAGEATTN_SM90_CONSUMERS;  // consumer warpgroups (layout.h)
-// Two consumers (an experiment): each runs FA3's intra-warpgroup pipeline (Q.K^T of block j and
-// P.V of block j-1 in flight while the softmax of j runs), which needs ~230 registers.
-inline constexpr bool kPipelined = kConsumers == 2;
+inline constexpr int kConsumers = 3;  // consumer warpgroups
 inline constexpr int kThreads = kWarpgroupThreads * (kConsumers + 1);
 inline constexpr int kRowsPerConsumer = kBlockQ / kConsumers;
 // Registers per thread after setmaxnreg: 3 x 128 x 160 + 128 x 24 <= 64K. At launch every thread
 // holds 65536 / 512 = 128 (__launch_bounds__); setmaxnreg moves the producer's share to the
 // consumers.
-inline constexpr int kConsumerRegs = kConsumers == 2 ? 240 : 160;
+inline constexpr int kConsumerRegs = 160;
 inline constexpr int kProducerRegs = 24;
 // Named barrier ids (0 is __syncthreads).
 inline constexpr int kBarConsumers = 1;  // the consumer threads
@@ -51,7 +48,6 @@ __host__ __device__ constexpr int64_t query_tiles(int64_t seqlen_q) { return (se
 inline constexpr std::size_t kSmemBudget = 227 * 1024;
 
 static_assert(kRowsPerConsumer == 64, "a consumer warpgroup owns one m64 wgmma tile of rows");
-static_assert(kConsumers == 2 || kConsumers == 3, "2 (pipelined) or 3 consumer warpgroups");
 static_assert(kBlockK == 128 && kBlockK % kKBlock == 0, "P fragments are built for 128-key blocks");
 static_assert(kConsumers * kWarpgroupThreads * kConsumerRegs + kWarpgroupThreads * kProducerRegs <= 65536,
               "register file");

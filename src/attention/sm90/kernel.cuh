@@ -489,56 +489,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     else softmax(j, std::true_type{});
   };
 
-  if constexpr (kPipelined) {
-    // Two consumers at 240 registers: FA3's order. Iteration j issues Q.K^T of block j and P.V of
-    // block j-1 (P of j-1 already packed in pa), waits for the first only, runs the softmax of j
-    // while P.V is on the tensor cores, then waits, folds j-1 (fp8: with j-1's alpha, kept in
-    // alpha_prev; fp16: acc was rescaled before P.V) and packs P of j. Groups complete in commit
-    // order, so wait_group<kPvParts> means "Q.K^T done".
-    static_assert(kPartBufs == kPvParts, "the pipelined loop keeps every P.V part in flight");
-    float alpha_prev[2] = {0.0f, 0.0f};
-    auto issue_pv_all = [&](int j) {
-      wait_v(j);
-#pragma unroll
-      for (int c = 0; c < kPvParts; ++c) issue_pv(j, c);
-    };
-    auto finish_pv = [&](int j) {
-      ptx::wgmma_wait<0>();
-      fence_pv();
-      if constexpr (Cfg::kFp8) {
-#pragma unroll
-        for (int c = 0; c < kPvParts; ++c) fold(alpha_prev, c);
-      }
-      release(empty_v, j);
-    };
-    auto after_softmax = [&] {
-      pack_p();
-      if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
-      alpha_prev[0] = alpha[0], alpha_prev[1] = alpha[1];
-    };
-    if (my_blocks > 0) {
-      issue_qk(0);
-      ptx::wgmma_wait<0>();
-      fence_s();
-      release(empty_k, 0);
-      softmax_of(0);
-      after_softmax();
-    }
-    for (int j = 1; j < my_blocks; ++j) {
-      issue_qk(j);
-      issue_pv_all(j - 1);
-      ptx::wgmma_wait<kPvParts>();
-      fence_s();
-      release(empty_k, j);
-      softmax_of(j);
-      finish_pv(j - 1);
-      after_softmax();
-    }
-    if (my_blocks > 0) {
-      issue_pv_all(my_blocks - 1);
-      finish_pv(my_blocks - 1);
-    }
-  } else {
   for (int j = 0; j < my_blocks; ++j) {
     SM90_TRACE(0);
     issue_qk(j);
@@ -573,7 +523,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     SM90_TRACE(7);
     release(empty_v, j);
-  }
   }
   SM90_TRACE_PRINT;
   // Blocks of the CTA this warpgroup does not compute: its warps still release them, each after

@@ -23,10 +23,10 @@ bool supports(int cc);
 // Whether the sm90 backend serves these (validated, resolved) params; when not, `why` (if not
 // null) receives the reason.
 bool serves(const detail::AttentionParams& p, const char** why = nullptr);
-// Whether automatic dispatch should prefer these (served) params over the sm80 kernels: the head
-// dim-128 kernels, which measured faster than sm80 at every length of the standard grid (H100,
-// 2026-11-22). The hd64 kernels lose at N <= 4K (163 vs 198 TFLOPS at 1K) and are reached by
-// naming the backend until their softmax overlaps the GEMMs (bench/NOTES.md section 14).
+// Whether automatic dispatch should prefer these (served) params over the sm80 kernels: every head
+// dim the sm90 kernels hold (64 and 128, smaller dims padded), which measured faster than sm80 at
+// every length of the standard grid (hd128 since 2026-11-22; hd64 since 2026-12-06, 4ef0ec3:
+// bench/RESULTS.md, sixteenth session).
 bool preferred(const detail::AttentionParams& p);
 std::size_t workspace_size(const detail::AttentionParams& p);
 // `after_quant`, when not null, is recorded on `stream` between the K/V quantization and the

@@ -533,34 +533,31 @@ def time_ms(torch, stream, impl: _Impl, q, k, v, causal: int, warmup: int, iters
     SDPA peers, whose dispatch is C++.) The host's own time per call, measured while the GPU is
     busy, is returned as host_ms (reported in the sweep's notes): a GPU time per call shorter than
     it would mean the host, not the GPU, sets the pace."""
-    def run(n: int) -> None:
+    def enqueue(n: int):
+        """n calls between two events, not waited for: (start, stop, host seconds per call)."""
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0 = time.perf_counter()
+        start.record(stream)
         for _ in range(n):
             impl.call(q, k, v, causal)
+        stop.record(stream)
+        return start, stop, (time.perf_counter() - t0) / max(n, 1)
 
     stream.wait_stream(torch.cuda.current_stream())  # the inputs were made on the current stream
     with torch.cuda.stream(stream), impl.context():
-        run(warmup)
+        for _ in range(warmup):
+            impl.call(q, k, v, causal)
         if reps <= 0:
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(stream)
-            run(1)
-            stop.record(stream)
+            start, stop, _ = enqueue(1)
             stop.synchronize()
             reps = max(1, min(MAX_REPS, math.ceil(AUTO_SAMPLE_MS / max(start.elapsed_time(stop), 1e-3))))
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(iters)]
-        host_s = []
-        for start, stop in events:
-            t0 = time.perf_counter()
-            start.record(stream)
-            run(reps)
-            stop.record(stream)
-            host_s.append((time.perf_counter() - t0) / reps)
-        events[-1][1].synchronize()
-        times = [start.elapsed_time(stop) / reps for start, stop in events]
+        samples = [enqueue(reps) for _ in range(iters)]
+        samples[-1][1].synchronize()
     torch.cuda.current_stream().wait_stream(stream)
+    times = [start.elapsed_time(stop) / reps for start, stop, _ in samples]
     # The first sample's host time may include the GPU catching up with the warm-up; the median
     # of the rest is the dispatch cost per call.
+    host_s = [h for _, _, h in samples]
     host_ms = statistics.median(host_s[1:] if len(host_s) > 1 else host_s) * 1e3
     return statistics.median(times), reps, host_ms
 

@@ -266,12 +266,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   float part[kPartBufs][kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
   float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
-  // Experiment (NOTES section 24): -DSAGEATTN_SM90_EXP2_POLY=k computes the exponentials of every
-  // k-th n-tile of keys with ptx::exp2_poly (FMA pipe) instead of MUFU.EX2 (XU pipe); 0 = off.
-#ifndef SAGEATTN_SM90_EXP2_POLY
-#define SAGEATTN_SM90_EXP2_POLY 0
-#endif
-  constexpr int kExp2Poly = SAGEATTN_SM90_EXP2_POLY;
   SM90_TRACE_DECL
 
   auto fence_s = [&] {
@@ -413,9 +407,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           const int32_t si = sacc[n][2 * hr + e];
           float x = dev::shifted_logit<decltype(exact)::value>(to_float(si), dq[n / 8], neg_shift[hr]);
           if constexpr (kMask) x = si == kMasked ? kNegInf : x;
-          // Unmasked blocks: every kExp2Poly-th n-tile's exponentials on the FMA pipe.
-          const bool poly = !kMask && kExp2Poly > 0 && n % kExp2Poly == kExp2Poly - 1;
-          const float pv = poly ? ptx::exp2_poly(x) : ptx::exp2_approx(x);
+          const float pv = ptx::exp2_approx(x);
           sacc[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S
           sum[(n % 2) * 2 + e] += pv;
         }

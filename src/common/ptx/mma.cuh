@@ -110,28 +110,6 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
-// 2^x on the FMA and integer pipes instead of the XU pipe (MUFU.EX2): x = i + f with i = rint(x)
-// (the 1.5 * 2^23 addition rounds to nearest), 2^f on f in [-0.5, 0.5] by a degree-5 polynomial
-// (relative-error fit; max rel. error 2.1e-7 = 2^-22.2 including the fp32 Horner rounding, over
-// x in [-30, 9] and [-1, 1] densely: ex2.approx's class), then i added to the exponent bits.
-// x is clamped to >= -125 so that the exponent cannot wrap: results below 2^-125 are 2^-125, not
-// +0, so -inf must not reach it (callers use it on unmasked logits only). 10 instructions: FMNMX,
-// 3 FADD, 5 FFMA, 1 LEA/IMAD. FlashAttention-4 splits exponentials this way on Blackwell.
-__device__ __forceinline__ float exp2_poly(float x) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-  x = fmaxf(x, -125.0f);
-  const float t = __fadd_rn(x, kRound);  // the low mantissa bits of t hold rint(x)
-  const float f = __fsub_rn(x, __fsub_rn(t, kRound));
-  float p = 1.3276094105094671e-3f;
-  p = fmaf(p, f, 9.675418958067894e-3f);
-  p = fmaf(p, f, 5.550713464617729e-2f);
-  p = fmaf(p, f, 2.4022121727466583e-1f);
-  p = fmaf(p, f, 6.931469440460205e-1f);
-  p = fmaf(p, f, 1.0000001192092896f);
-  // (bits(t) - bits(1.5 * 2^23)) << 23 == bits(t) << 23 mod 2^32: the constant's low 9 bits are 0.
-  return __uint_as_float(__float_as_uint(p) + (__float_as_uint(t) << 23));
-}
-
 // Two floats -> two e4m3 in the low 16 bits: lo goes to bits 0-7, hi to bits 8-15.
 // Round-to-nearest-even, saturating (cvt.rn.satfinite). sm89+.
 __device__ __forceinline__ uint16_t cvt_e4m3x2(float lo, float hi) {

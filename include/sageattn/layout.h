@@ -80,10 +80,6 @@ struct TileConfig {
   int block_k;  // keys per softmax step
   int warp_q;   // query rows per warp (per warpgroup-warp on sm90)
   int k_block;  // tokens per K quantization block
-  // The fp8 modes' row sum l (docs/NUMERICS.md §3 step 4): false sums the fp32 P before it is
-  // quantized; true sums P's e4m3 values, the weights P.V actually applies (the sm90 kernel gets
-  // them from P.V itself, through 8 extra V channels of ones).
-  bool l_from_fp8_codes = false;
 
   constexpr GroupSpec q_groups(Granularity g) const {
     switch (g) {
@@ -108,10 +104,10 @@ struct TileConfig {
 
 // The mma.sync kernel family (sm80/sm86/sm89/sm90 generic path). The CPU backend emulates these
 // tiles, so its quantized results are the ones the sm80 kernels must reproduce.
-inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64, false};
+inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
 // The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
 // 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
-inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64, true};
+inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64};
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;

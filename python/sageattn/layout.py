@@ -71,7 +71,6 @@ class TileConfig(NamedTuple):
     block_k: int  # keys per softmax step
     warp_q: int
     k_block: int  # tokens per K quantization block
-    l_from_fp8_codes: bool  # fp8 modes: the row sum adds P's e4m3 values, not the fp32 P
     q_groups: Dict[str, GroupSpec]  # by granularity name: per_block, per_warp, per_thread
     k_groups: Dict[str, GroupSpec]
     fp16acc_v_range: float  # V range of the fp8_fp16acc mode
@@ -80,7 +79,6 @@ class TileConfig(NamedTuple):
 def _tile_config(d: dict) -> TileConfig:
     return TileConfig(
         block_q=d["block_q"], block_k=d["block_k"], warp_q=d["warp_q"], k_block=d["k_block"],
-        l_from_fp8_codes=d["l_from_fp8_codes"],
         q_groups={g: GroupSpec(**s) for g, s in d["q_groups"].items()},
         k_groups={g: GroupSpec(**s) for g, s in d["k_groups"].items()},
         fp16acc_v_range=d["fp16acc_v_range"])

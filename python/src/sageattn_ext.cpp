@@ -212,7 +212,6 @@ nb::dict tile_config_dict(const sa::TileConfig& t) {
   d["block_k"] = t.block_k;
   d["warp_q"] = t.warp_q;
   d["k_block"] = t.k_block;
-  d["l_from_fp8_codes"] = t.l_from_fp8_codes;
   for (auto g : {sa::Granularity::kPerBlock, sa::Granularity::kPerWarp, sa::Granularity::kPerThread}) {
     q[sa::to_string(g)] = group_spec_dict(t.q_groups(g));
     k[sa::to_string(g)] = group_spec_dict(t.k_groups(g));

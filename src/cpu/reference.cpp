@@ -211,7 +211,6 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
                  const QuantConfig& cfg, float* out, float* lse) {
   const int64_t nq = q.tokens, dim = q.dim;
   const bool fp8 = is_fp8(cfg.pv_mode);
-  const bool l_codes = fp8 && cfg.tiles.l_from_fp8_codes;  // docs/NUMERICS.md §3 step 4
   // P is scaled to [0, 448] in the fp8 modes: the running max is lowered by log2(448).
   const float p_offset = fp8 ? kLog2Fp8E4M3Max : 0.0f;
   const float scale_log2 = static_cast<float>(static_cast<double>(cfg.scale) * kLog2e);
@@ -246,11 +245,12 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
       const float m_new = std::max(m, m_blk);
       const float alpha = m == kNegInf ? 0.0f : std::exp2(m - m_new);
       const float shift = num::p_shift(p_offset, m_new);  // rounded down: P never exceeds 2^p_offset
-      float p_sum = 0.0f;  // l's step: the fp32 P, or (l_codes) the values P.V multiplies
+      float p_sum = 0.0f;
       for (int64_t j = j0; j < j1; ++j) {
         p[j - j0] = std::exp2(s[j - j0] + shift);
-        if (!l_codes) p_sum += p[j - j0];
+        p_sum += p[j - j0];
       }
+      l = l * alpha + p_sum;
       std::fill(partial.begin(), partial.end(), 0.0f);
       if (cfg.pv_mode == PvMode::kFp8Fp16Acc) {
         // fp16 accumulator rounded after every kFp8MmaK-token MMA step, flushed to fp32 per block
@@ -258,7 +258,6 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
           std::fill(step.begin(), step.end(), 0.0f);
           for (int64_t j = t0; j < std::min<int64_t>(j1, t0 + kFp8MmaK); ++j) {
             const float pj = num::fp8e4m3_to_float(num::fp8e4m3_from_float(p[j - j0]));
-            if (l_codes) p_sum += pj;
             for (int64_t d = 0; d < dim; ++d) step[d] += pj * kv.v_values[j * dim + d];
           }
           for (int64_t d = 0; d < dim; ++d)
@@ -268,11 +267,9 @@ void attend_head(const SeqView& q, int64_t h, const QuantizedKv& kv, int64_t nk,
         for (int64_t j = j0; j < j1; ++j) {
           const float pj = fp8 ? num::fp8e4m3_to_float(num::fp8e4m3_from_float(p[j - j0]))
                                : num::fp16_to_float(num::fp16_from_float(p[j - j0]));
-          if (l_codes) p_sum += pj;
           for (int64_t d = 0; d < dim; ++d) partial[d] += pj * kv.v_values[j * dim + d];
         }
       }
-      l = l * alpha + p_sum;
       // two-level accumulation: the block's partial product joins a separate fp32 accumulator
       for (int64_t d = 0; d < dim; ++d) acc[d] = acc[d] * alpha + partial[d];
       m = m_new;

@@ -309,9 +309,9 @@ def _header_constants():
     for name, value in re.findall(r"inline constexpr (?:int|float|double) (k\w+) = ([0-9.e+-]+)f?;", text):
         consts[name] = float(value.rstrip("f"))
     for name in ("kSm80Tiles", "kSm90Tiles"):
-        tiles = re.search(r"inline constexpr TileConfig " + name + r"\{(\d+), (\d+), (\d+), (\d+), (true|false)\};", text)
+        tiles = re.search(r"inline constexpr TileConfig " + name + r"\{(\d+), (\d+), (\d+), (\d+)\};", text)
         assert tiles, f"{name} not found in layout.h"
-        consts[name] = tuple(int(x) for x in tiles.groups()[:4]) + (tiles.group(5) == "true",)
+        consts[name] = tuple(int(x) for x in tiles.groups())
     return consts
 
 
@@ -330,7 +330,7 @@ def test_constants_equal_the_header():
         assert name in h, f"{name} not found in layout.h"
         assert value == pytest.approx(h[name], rel=1e-7), name
     for t, name in ((layout.SM80_TILES, "kSm80Tiles"), (layout.SM90_TILES, "kSm90Tiles")):
-        assert (t.block_q, t.block_k, t.warp_q, t.k_block, t.l_from_fp8_codes) == h[name]
+        assert (t.block_q, t.block_k, t.warp_q, t.k_block) == h[name]
     assert layout.HOST_DEVICE == -1 and layout.MAX_DIMS == 4  # types.h
 
 

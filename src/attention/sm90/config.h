@@ -64,16 +64,11 @@ struct KernelConfig {
   static constexpr std::size_t kQBytes = std::size_t(kBlockQ) * kD;
   static constexpr std::size_t kKTileBytes = std::size_t(kBlockK) * kD;
   static constexpr std::size_t kVTileBytes = std::size_t(kBlockK) * kD * (kFp8 ? 1 : 2);
-  // fp8: after each V tile, one swizzle atom (8 channel rows x 128 k-positions, 1 KB) of e4m3
-  // ones, which the last P.V part reads as 8 extra channels: their sums are the rows' sums of the
-  // e4m3 P (the row sum l of docs/NUMERICS.md §3 step 4, TileConfig::l_from_fp8_codes).
-  static constexpr std::size_t kVOnesBytes = kFp8 ? 1024 : 0;
-  static constexpr std::size_t kVStageBytes = kVTileBytes + kVOnesBytes;
   static constexpr std::size_t kQOffset = 0;
   static constexpr std::size_t kKOffset = kQOffset + kQBytes;
   static constexpr std::size_t kVOffset = kKOffset + kStages * kKTileBytes;
   // + 1 KB: the dynamic shared memory base is aligned up to 1 KB in the kernel.
-  static constexpr std::size_t kSmemBytes = kVOffset + kStages * kVStageBytes + 1024;
+  static constexpr std::size_t kSmemBytes = kVOffset + kStages * kVTileBytes + 1024;
   static_assert(kQBytes % 1024 == 0 && kKTileBytes % 1024 == 0 && kVTileBytes % 1024 == 0,
                 "1 KB aligned tiles (swizzle atoms)");
   static_assert(kSmemBytes + 4 * 1024 <= kSmemBudget, "shared memory budget");

@@ -99,7 +99,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kNTilesO = kD / 8;       // output n8 tiles (channels)
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  constexpr uint32_t kE4m3Ones = 0x38383838u;  // four e4m3 1.0
   constexpr TileConfig kTiles = kSm90Tiles;
 
   extern __shared__ uint8_t smem_raw[];
@@ -164,7 +163,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         ptx::tma_load_3d(k_smem + s * Cfg::kKTileBytes, &tm_k, 0, j * kBlockK, head, &full_k[s]);
         if (j >= kStages) ptx::mbar_wait(&empty_v[s], (round - 1) & 1u);
         ptx::mbar_arrive_expect_tx(&full_v[s], uint32_t(Cfg::kVTileBytes));
-        uint8_t* vt = v_smem + s * Cfg::kVStageBytes;
+        uint8_t* vt = v_smem + s * Cfg::kVTileBytes;
         if constexpr (Cfg::kFp8) {  // [D channels][128 k-positions]
           ptx::tma_load_3d(vt, &tm_v, j * kBlockK, 0, head, &full_v[s]);
         } else {  // D / 64 slabs of [128 tokens][64 channels]
@@ -219,14 +218,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       [&](int r, int c0, uint2 codes) {
         *reinterpret_cast<uint2*>(q_smem + ptx::swizzle_offset<kSw>(uint32_t(r * kD + c0))) = codes;
       });
-  if constexpr (Cfg::kFp8) {  // each V stage's atom of e4m3 ones (config.h), written once
-    for (int i = ctid; i < int(kStages * Cfg::kVOnesBytes / 16); i += kConsumers * kWarpgroupThreads) {
-      const int s = i / int(Cfg::kVOnesBytes / 16), o = i % int(Cfg::kVOnesBytes / 16);
-      *reinterpret_cast<uint4*>(v_smem + s * Cfg::kVStageBytes + Cfg::kVTileBytes + o * 16) =
-          make_uint4(kE4m3Ones, kE4m3Ones, kE4m3Ones, kE4m3Ones);
-    }
-  }
-  ptx::fence_proxy_async();  // the Q tile and the ones, written by threads, are read by wgmma
+  ptx::fence_proxy_async();  // the Q tile, written by threads, is read by wgmma
   ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads);
 
   const int r_local = cw * kRowsPerConsumer + w4 * 16 + g;  // this thread's rows: r_local, r_local + 8
@@ -271,8 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
   constexpr bool kPvOverlap = Cfg::kFp8 && kPvParts > 1 && SAGEATTN_SM90_PV_OVERLAP;
   constexpr int kPartBufs = kPvOverlap ? kPvParts : 1;
-  // fp8: the last part has a ninth n-tile, the ones channels of config.h: the rows' sums of P.
-  float part[kPartBufs][kPartTiles + 1][4];
+  float part[kPartBufs][kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
   float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
   SM90_TRACE_DECL
@@ -286,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // After a P.V group completed: partial product buf may be read.
   auto fence_part = [&](int buf) {
 #pragma unroll
-    for (int n = 0; n < kPartTiles + (buf == kPartBufs - 1 ? 1 : 0); ++n)
+    for (int n = 0; n < kPartTiles; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(part[buf][n][e])::"memory");
   };
@@ -335,23 +326,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto issue_pv = [&](int j, int c) {
     const int s = j % kStages;
     ptx::wgmma_fence();
-    const uint32_t vt = uint32_t(s * Cfg::kVStageBytes);  // the stage's offset from v_desc
+    const uint32_t vt = uint32_t(s * Cfg::kVTileBytes);  // the stage's offset from v_desc
     if constexpr (Cfg::kFp8) {
       // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout). V rows are
       // channels of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
-      // The last part reads 8 channels more: the stage's ones atom (config.h), the rows' sums.
+      auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part[c % kPartBufs]);
       const uint64_t vc = ptx::wgmma_desc_advance(v_desc, vt + uint32_t(c) * 64 * kBlockK);
-      if (c == kPvParts - 1) {
-        auto& pd = reinterpret_cast<float(&)[(kPartTiles + 1) * 4]>(part[c % kPartBufs]);
-        ptx::wgmma_m64n72k32_e4m3_rs<false>(pd, pa[0], vc);
+      ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], vc);
 #pragma unroll
-        for (int st = 1; st < 4; ++st) ptx::wgmma_m64n72k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
-      } else {
-        auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part[c % kPartBufs]);
-        ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], vc);
-#pragma unroll
-        for (int st = 1; st < 4; ++st) ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
-      }
+      for (int st = 1; st < 4; ++st) ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
     } else {
       // Eight k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16
       // step is 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in
@@ -416,7 +399,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     SM90_TRACE(5);
     // One half-row; rows with huge maxima take the exact exponent (dev::shifted_logit).
     auto exp_half = [&](int hr, auto exact) {
-      [[maybe_unused]] float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // fp16: four partial sums (short chains)
+      float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // four partial sums: short dependency chains
 #pragma unroll
       for (int n = 0; n < kNTilesS; ++n)
 #pragma unroll
@@ -426,10 +409,9 @@ __global__ void __launch_bounds__(kThreads, 1)
           if constexpr (kMask) x = si == kMasked ? kNegInf : x;
           const float pv = ptx::exp2_approx(x);
           sacc[n][2 * hr + e] = __float_as_int(pv);  // P overwrites S
-          if constexpr (!Cfg::kFp8) sum[(n % 2) * 2 + e] += pv;
+          sum[(n % 2) * 2 + e] += pv;
         }
-      // fp8: l sums the e4m3 P, computed by P.V (fold); fp16: the fp32 P.
-      if constexpr (!Cfg::kFp8) l_row[hr] = l_row[hr] * alpha[hr] + ((sum[0] + sum[1]) + (sum[2] + sum[3]));
+      l_row[hr] = l_row[hr] * alpha[hr] + ((sum[0] + sum[1]) + (sum[2] + sum[3]));
     };
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
@@ -475,10 +457,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         o[1] = fmaf(o[1], a[0], pp[1]);
         o[2] = fmaf(o[2], a[1], pp[2]);
         o[3] = fmaf(o[3], a[1], pp[3]);
-      }
-      if (c == kPvParts - 1) {  // the ones channels: every column holds the row's sum of e4m3 P
-        l_row[0] = fmaf(l_row[0], a[0], part[c % kPartBufs][kPartTiles][0]);
-        l_row[1] = fmaf(l_row[1], a[1], part[c % kPartBufs][kPartTiles][2]);
       }
     } else if (!__all_sync(0xffffffffu, a[0] == 1.0f && a[1] == 1.0f)) {
 #pragma unroll
@@ -567,10 +545,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     l[hr] = l_row[hr];
-    if constexpr (!Cfg::kFp8) {  // fp8: P.V summed the whole row already (the ones channels)
-      l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 1);
-      l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 2);
-    }
+    l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 1);
+    l[hr] += __shfl_xor_sync(0xffffffffu, l[hr], 2);
     const int row = row_lo + 8 * hr;
     in_seq[hr] = row < q_len;
     o_row[hr] = o_base + (sb.q_begin + row) * p.o_stride_n;

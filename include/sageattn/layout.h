@@ -34,10 +34,14 @@ inline constexpr float kFp16Max = 65504.0f;               // largest finite fp16
 // An all-zero group quantizes with this amax instead of 0: never a division by zero, and
 // 127 / kMinAmax stays finite in fp32.
 inline constexpr float kMinAmax = 1e-30f;
-// K and V means are summed in fp32 in chunks of this many tokens (ascending within a chunk),
-// then the chunk sums are added in ascending chunk order, then divided by the token count. A
-// fixed order makes the GPU quantizers bit-identical to the CPU reference.
+// K and V means are summed in fp32 in a fixed two-level order: chunks of kMeanChunkTokens tokens
+// (tokens ascending within a chunk, from 0), groups of kMeanGroupChunks consecutive chunks (the
+// last group may be short; chunk sums ascending within a group, from 0), then the group sums in
+// ascending group order (from 0), divided by the token count. A fixed order makes the GPU
+// quantizers bit-identical to the CPU reference; the groups keep the GPU's fold of a head short
+// (docs/NUMERICS.md §2).
 inline constexpr int kMeanChunkTokens = 64;
+inline constexpr int kMeanGroupChunks = 8;
 // fp16 P·V mode: a V channel whose amax lies in [2^kFp16VKeepMinExp, 2^kFp16VKeepMaxExp) is
 // converted unscaled (scale 1): every bf16 value of magnitude >= 2^-17 is exact in fp16 and a
 // smaller one is off by at most 2^-25 <= 2^-15 * amax. Any other channel with amax > 0 is scaled by

@@ -86,13 +86,19 @@ void exact_attention(const SeqView& q, const SeqView& k, const SeqView& v, const
 
 // ------------------------------------------------------------------ quantization steps
 void channel_mean(const float* x, int64_t tokens, int64_t dim, float* mean) {
-  std::vector<float> total(dim, 0.0f), chunk(dim);
-  for (int64_t c0 = 0; c0 < tokens; c0 += kMeanChunkTokens) {
-    const int64_t c1 = std::min<int64_t>(tokens, c0 + kMeanChunkTokens);
-    std::fill(chunk.begin(), chunk.end(), 0.0f);
-    for (int64_t n = c0; n < c1; ++n)
-      for (int64_t d = 0; d < dim; ++d) chunk[d] += x[n * dim + d];
-    for (int64_t d = 0; d < dim; ++d) total[d] += chunk[d];
+  constexpr int64_t kGroupTokens = int64_t{kMeanChunkTokens} * kMeanGroupChunks;
+  std::vector<float> total(dim, 0.0f), group(dim), chunk(dim);
+  for (int64_t g0 = 0; g0 < tokens; g0 += kGroupTokens) {
+    const int64_t g1 = std::min<int64_t>(tokens, g0 + kGroupTokens);
+    std::fill(group.begin(), group.end(), 0.0f);
+    for (int64_t c0 = g0; c0 < g1; c0 += kMeanChunkTokens) {
+      const int64_t c1 = std::min<int64_t>(g1, c0 + kMeanChunkTokens);
+      std::fill(chunk.begin(), chunk.end(), 0.0f);
+      for (int64_t n = c0; n < c1; ++n)
+        for (int64_t d = 0; d < dim; ++d) chunk[d] += x[n * dim + d];
+      for (int64_t d = 0; d < dim; ++d) group[d] += chunk[d];
+    }
+    for (int64_t d = 0; d < dim; ++d) total[d] += group[d];
   }
   for (int64_t d = 0; d < dim; ++d)
     mean[d] = tokens > 0 ? total[d] / static_cast<float>(tokens) : 0.0f;

@@ -60,9 +60,10 @@ void exact_attention(const SeqView& q, const SeqView& k, const SeqView& v, const
                      double* out, double* lse);
 
 // ---- quantization steps (bit-exact definitions) ----
-// Per-channel mean over tokens of x [tokens, dim] (row-major), in the fixed order of
-// kMeanChunkTokens: chunk sums ascending, chunk sums added ascending, divided by tokens.
-// tokens == 0 gives zeros.
+// Per-channel mean over tokens of x [tokens, dim] (row-major), in the fixed two-level order of
+// layout.h (docs/NUMERICS.md §2): each kMeanChunkTokens chunk summed in token order, each group
+// of kMeanGroupChunks chunks summed in chunk order, the group sums added in group order (every
+// sum from 0.0f), divided by tokens. tokens == 0 gives zeros.
 void channel_mean(const float* x, int64_t tokens, int64_t dim, float* mean);
 
 // Symmetric int8 quantization of x [tokens, dim] by the groups of `groups`:

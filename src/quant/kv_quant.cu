@@ -4,11 +4,17 @@
 // One persistent kernel. Each CTA takes tickets from a global counter; a ticket is a work item of
 // one 64-token block of one (sequence, KV head):
 //   stats item    cp.async the block's K and V rows into shared memory (DRAM -> L2 -> smem), add
-//                 each channel's tokens in order (the fixed chunk order of the contract), write
-//                 the chunk record [K sum, V sum, V min, V max][dp] to `partials`, arrive on the
-//                 head's counter. The last stats item of a head to arrive folds the head's chunk
-//                 records in ascending chunk order into the K mean, V mean and V scales and
-//                 publishes them (counter + 1, release).
+//                 each channel's tokens in order (the contract's order within a chunk), write
+//                 the chunk record [K sum, V sum, V min, V max][dp] to `partials`, arrive on its
+//                 group's counter (kMeanGroupChunks chunks per group). The last stats item of a
+//                 group to arrive folds the group's chunk records in ascending chunk order into
+//                 the group record (same layout, `group_partials`) and arrives on the head's
+//                 counter; the last group of a head to arrive folds the head's group records in
+//                 ascending group order into the K mean, V mean and V scales and publishes them
+//                 (counter + 1, release). Both folds start from 0 / +-inf: the two-level order of
+//                 docs/NUMERICS.md §2. The critical path from a head's last stats item to its
+//                 published stats reads <= 8 chunk records and ceil(chunks / 8) group records
+//                 (one level: all the chunks, 64 at N = 4K; bench/NOTES.md sections 24, 26).
 //   quantize item cp.async the same rows again (now an L2 hit: the item trails its stats item by
 //                 `lead` items, see choose_lead), spin until the head's stats are published
 //                 (acquire), then from shared memory: K amax per group, int8 K codes (8-byte
@@ -17,33 +23,47 @@
 // A block past a sequence's end is padding: its quantize item writes zeros and waits for nothing.
 // early_v (kv_quant.h; fp16 mode, V not smoothed, short heads): the stats item also writes the
 // block's V codes, unscaled; the quantize item loads only K, waits for the head's stats arrivals
-// (not the fold) and adds the K sums of the chunk records itself; the fold rewrites V only for a
-// head with a scaled channel. The stats item's arrival is deferred: thread 0 releases it at the
-// start of the CTA's next iteration, after that item's tile is issued, so that the release's
-// fence drains the stores while the tile is in flight instead of idling the CTA; the head's fold
-// is then done by its quantize item of block 0, after its K codes (nobody waits for it).
-// Deadlock freedom is kept: a deferred arrival is released before the CTA's next item can wait,
-// and after the loop. Measured: bench/NOTES.md section 12.
+// (not the fold) and adds the K sums of the chunk records itself, in the two-level order; the
+// fold rewrites V only for a head with a scaled channel. No group records: the stats items arrive
+// on the head's counter, and the head's fold adds its chunk records two-level too. The stats
+// item's arrival is deferred: thread 0 releases it at the start of the CTA's next iteration,
+// after that item's tile is issued, so that the release's fence drains the stores while the tile
+// is in flight instead of idling the CTA; the head's fold is then done by its quantize item of
+// block 0, after its K codes (nobody waits for it). Deadlock freedom is kept: a deferred arrival
+// is released before the CTA's next item can wait, and after the loop. Measured: bench/NOTES.md
+// section 12.
 //
 // Bytes at hd128, N = 1K, B = 32, H = 32 (bf16): K and V read once from DRAM (537 MB) if the
-// second read hits L2, int8 K + fp8 V written (268 MB); the chunk records (34 MB) are written,
-// read back from L2 by the fold and discarded there: ~0.81 GB of DRAM traffic instead of
-// 1.34 GB for the two-pass version (0.19 ms at 4.3 TB/s).
+// second read hits L2, int8 K + fp8 V written (268 MB); the chunk records (34 MB) and the group
+// records (4 MB) are written, read back from L2 by the folds and discarded there: ~0.81 GB of
+// DRAM traffic instead of 1.34 GB for the two-pass version (0.19 ms at 4.3 TB/s).
 //
-// Per-head counter protocol (counters[bh]), chunks = ceil(len / 64):
-//   stats arrivals     0 -> s = max(chunks, 1) (one empty arrival for an empty sequence, so that
-//                      its neutral stats are written too)
-//   fold               s -> s + 1 (release)
-//   quantize items     wait for > chunks (acquire); early_v: for >= chunks (the records), and
-//                      the head's quantize item of block 0 folds (chunks -> chunks + 1).
-// All counters (and the ticket counter after them) are zeroed by kv_quantize before each launch
-// (one memset) and are not reset by the kernel.
+// Counters (KvQuantParams::counters): heads = b * h_kv head counters, then heads x G group
+// counters (G = kv_quant_groups(blocks) per head), then the ticket counter. For a head with
+// chunks = ceil(len / 64) and groups = ceil(chunks / 8), group g holding
+// n_g = min(8, chunks - 8 g) chunks:
+//   group counter g    0 -> n_g: the stats arrivals of its chunks (acq_rel); the last one folds
+//                      the group and arrives on the head's counter.
+//   head counter       0 -> a = max(groups, 1): the group arrivals (one empty arrival for an empty
+//                      sequence, so that its neutral stats are written too); the last one folds
+//                      the head: a -> a + 1 (release).
+//   quantize items     wait for > a (acquire).
+//   early_v            no group level: 0 -> chunks, the stats arrivals (deferred, release) on the
+//                      head counter; quantize items wait for >= chunks (the records), and the
+//                      head's quantize item of block 0 folds (chunks -> chunks + 1).
+// Stats items and folds never wait; only quantize items do. A fold (of a group or a head) is done
+// by the item that arrived last, right after its arrival told it so. All counters are zeroed by
+// kv_quantize before each launch (one memset: they are contiguous) and are not reset by the
+// kernel.
 //
 // Memory ordering: writers store (weak), __syncthreads(), then thread 0 does the release (or
 // acq_rel) RMW at device scope; the barrier makes the other threads' stores part of what thread
 // 0 releases (PTX release is cumulative). Readers: thread 0 acquires, __syncthreads(), then the
 // block reads with L2-only loads (cp.async.cg, ld.global.cg). This is the pattern of the CUDA
-// grid barrier.
+// grid barrier. Chained: a group's last arrival (acq_rel) acquires its chunk records and its
+// group record is released with its head arrival (acq_rel); the head's last arrival acquires
+// every group record (the earlier arrivals' releases head one release sequence of RMWs on the
+// counter), and the publication releases the stats to the quantize items.
 #include "quant/kv_quant.h"
 
 #include <cuda/atomic>
@@ -65,9 +85,10 @@ constexpr int kThreads = 256;
 constexpr int kBlock = kSm80Tiles.k_block;  // tokens per work item (the K quantization block)
 static_assert(kBlock == kMeanChunkTokens,
               "a work item is one K quantization block and one mean chunk at once");
-constexpr int kPartialFields = 4;  // per chunk and channel: K sum, V sum, V min, V max
+constexpr int kGroupChunks = kMeanGroupChunks;  // chunk records per group record
+constexpr int kPartialFields = 4;  // per chunk (group) and channel: K sum, V sum, V min, V max
 constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity: 4)
-constexpr int kControlWords = 1;   // after the b * h_kv head counters: the ticket counter
+constexpr int kControlWords = 1;   // after the head and group counters: the ticket counter
 constexpr unsigned kSpinSleepNs = 128;
 constexpr int kEarlyVMaxBlocks = 32;  // early_v for heads of at most this many blocks (kv_quantize)
 
@@ -79,8 +100,9 @@ struct Shape {
   static constexpr int kSmemBytes = 2 * kTileElems * 2;  // K and V tiles
   static constexpr int kRowsPerPass = kThreads / kVecs;  // rows covered by one 16-byte per thread
   static constexpr int kPasses = kBlock / kRowsPerPass;
-  static constexpr int kRecord = kPartialFields * kDp;  // floats per chunk record
-  // Chunk records per fold batch: two batches (double buffer) fill the tile buffer.
+  static constexpr int kRecord = kPartialFields * kDp;  // floats per chunk (group) record
+  static constexpr int kChains = kRecord / kThreads;    // fold chains per thread
+  // Records per fold batch: two batches (double buffer) fill the tile buffer.
   static constexpr int kFoldBatch = kSmemBytes / 2 / (kRecord * 4);
   // Two tile buffers: the next item's tile loads while the current item is processed. Measured
   // (bench/NOTES.md section 10): hd64 gains 8%; hd128 loses (3 CTAs per SM instead of 4).
@@ -190,6 +212,24 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
   }
   r.chunks = static_cast<uint32_t>((r.len + kBlock - 1) / kBlock);
   return r;
+}
+
+// Groups of a head that hold tokens: ceil(chunks / kGroupChunks) (not kept in Head: one register
+// fewer across the main loop, where hd128 has none to spare).
+__device__ __forceinline__ uint32_t groups_of(const Head& hd) {
+  return (hd.chunks + kGroupChunks - 1) / kGroupChunks;
+}
+
+// Counters (kv_quant.h, layout at the top of this file), for heads of `blocks` blocks.
+__device__ __forceinline__ uint32_t* head_counter(const KvQuantParams& p, int64_t bh) {
+  return p.counters + bh;
+}
+__device__ __forceinline__ uint32_t* group_counter(const KvQuantParams& p, uint32_t blocks,
+                                                   int64_t bh, uint32_t group) {
+  return p.counters + p.batch * p.heads_kv + bh * kv_quant_groups(blocks) + group;
+}
+__device__ __forceinline__ uint32_t* ticket_counter(const KvQuantParams& p, uint32_t blocks) {
+  return p.counters + p.batch * p.heads_kv * (1 + kv_quant_groups(blocks));
 }
 
 // Rows [0, rows) of block t0 of K and V -> sk, sv ([kBlock][kDp] 16-bit elements); a null sk or
@@ -381,42 +421,67 @@ __device__ __forceinline__ void block_stats(const KvQuantParams& p, int rows, co
   }
 }
 
-// The last stats item of a head: fold the head's chunk records in ascending chunk order (the
-// contract's order across chunks), compute the K mean, V mean and V scales exactly as the CPU
-// reference does, publish them. `buf` is the tile buffer (free now). The records stream through
-// two shared-memory batches of kFoldBatch chunks (cp.async, one batch in flight while the other
-// is added). Chain e = field * kDp + channel: a thread owns kRecord / kThreads chains.
-// early_v: the stats items wrote the head's fp16 V codes unscaled; if some channel is scaled
-// after all (e != 0, a rare amax), the fold rewrites the head's V here, from a third read of V.
-// The K sums stay in L2 (not discarded): the quantize items fold the K mean from them themselves.
-template <bool kBf16, int kDp>
-__device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t blocks, bool aligned,
-                          bool early_v, float* buf, float* s_vm, float* s_vinv) {
+// ------------------------------------------------------------------------------------- folds
+// threadIdx.x as the folds read it: an opaque read, so that the folds' index math stays on their
+// (rare) path. Computed from threadIdx.x, it is loop-invariant and the compiler hoists it to the
+// kernel's entry, where it holds registers across the whole main loop: with the group folds, hd128
+// (64-register cap) spilled 8 bytes.
+__device__ __forceinline__ int fold_tid() {
+  unsigned t;
+  asm volatile("mov.u32 %0, %%tid.x;\n" : "=r"(t));
+  return static_cast<int>(t);
+}
+
+// Fold chain e = field * kDp + channel: a thread owns chains fold_tid() + k * kThreads (k <
+// kChains). The K and V sum fields add (fp32, round to nearest), the V min / max fields take the
+// min / max (order-independent, folded the same way).
+template <int kDp>
+__device__ __forceinline__ int chain_field(int k) {
+  return (fold_tid() + k * kThreads) / kDp;
+}
+__device__ __forceinline__ float fold_start(int field) {
+  return field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
+}
+__device__ __forceinline__ float fold_add(int field, float acc, float x) {
+  return field < 2 ? __fadd_rn(acc, x) : field == 2 ? fminf(acc, x) : fmaxf(acc, x);
+}
+
+// Folds the n records at src (S::kRecord floats apart, written by other CTAs and acquired) into
+// acc in ascending record order. One level: acc = fold_add(acc, record r) for r = 0 .. n-1.
+// two_level (early_v only, where the head's chunk records are folded without group records):
+// each group of kGroupChunks records is folded from fold_start, and the group results into acc in
+// group order, exactly the group records' order (docs/NUMERICS.md §2). The records stream through
+// two shared-memory batches of kFoldBatch records in `buf` (cp.async, one batch in flight while
+// the other is added). Once a batch has landed its records are dead in global memory (the next
+// launch rewrites them before reading): their dirty L2 lines are dropped instead of written back
+// to DRAM (2 KB per block at hd128, 4% of the DRAM traffic), except the K sums with keep_k_sums
+// (early_v: the quantize items fold their K mean from them).
+template <int kDp>
+__device__ void fold_records(const KvQuantParams& p, const float* src, int n, bool two_level,
+                             bool keep_k_sums, float* buf, float (&acc)[Shape<kDp>::kChains]) {
   using S = Shape<kDp>;
-  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = kRecord / kThreads;
-  const int d = static_cast<int>(p.head_dim), n = static_cast<int>(hd.chunks);
-  const float* src = p.partials + hd.bh * int64_t(blocks) * kRecord;
+  constexpr int kRecord = S::kRecord, kBatch = S::kFoldBatch, kChains = S::kChains;
+  // Dead code at hd64 (no early_v there): the group accumulators cost no registers.
+  two_level = S::kEarlyV && two_level;
+  const int d = static_cast<int>(p.head_dim), tid = fold_tid();
   auto issue = [&](int batch) {
     float* dst = buf + (batch & 1) * kBatch * kRecord;
 #pragma unroll 1  // a rare path: registers matter more (hd64 runs at 48)
     for (int j = 0; j < kBatch * kRecord / 4 / kThreads; ++j) {
-      const int i = threadIdx.x + j * kThreads;
+      const int i = tid + j * kThreads;
       const int rec = i / (kRecord / 4), e = (i % (kRecord / 4)) * 4;
-      const int chunk = batch * kBatch + rec;
-      // Only channels < d were written by the stats items (d % 8 == 0: whole 16-byte vectors).
-      if (chunk < n && e % kDp < d)
-        ptx::cp_async_16(ptx::smem_u32(dst + rec * kRecord + e), src + int64_t(chunk) * kRecord + e,
+      const int r = batch * kBatch + rec;
+      // Only channels < d were written (d % 8 == 0: whole 16-byte vectors).
+      if (r < n && e % kDp < d)
+        ptx::cp_async_16(ptx::smem_u32(dst + rec * kRecord + e), src + int64_t(r) * kRecord + e,
                          16);
     }
     ptx::cp_async_commit();
   };
 
-  float acc[kChains];
+  float grp[kChains];  // two_level: the current group's fold
 #pragma unroll
-  for (int k = 0; k < kChains; ++k) {
-    const int field = (threadIdx.x + k * kThreads) / kDp;
-    acc[k] = field < 2 ? 0.0f : field == 2 ? INFINITY : -INFINITY;
-  }
+  for (int k = 0; k < kChains; ++k) grp[k] = fold_start(chain_field<kDp>(k));
   if (n > 0) issue(0);
   for (int batch = 0; batch * kBatch < n; ++batch) {
     if ((batch + 1) * kBatch < n) {
@@ -426,34 +491,52 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
       ptx::cp_async_wait<0>();
     }
     __syncthreads();  // batch `batch` has landed for every thread's copies
-    // Its records are dead in global memory now (the next call rewrites them before reading):
-    // drop their dirty L2 lines instead of writing them back to DRAM (2 KB per block at hd128,
-    // 4% of the DRAM traffic).
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
-    const int first_line = early_v ? kLines / kPartialFields : 0;  // early_v: K sums stay
-    for (int l = threadIdx.x; l < kBatch * kLines; l += kThreads) {
-      const int chunk = batch * kBatch + l / kLines;
-      if (chunk < n && l % kLines >= first_line)
-        discard_l2_line(src + int64_t(chunk) * kRecord + (l % kLines) * 32);
+    const int first_line = keep_k_sums ? kLines / kPartialFields : 0;
+    for (int l = tid; l < kBatch * kLines; l += kThreads) {
+      const int r = batch * kBatch + l / kLines;
+      if (r < n && l % kLines >= first_line)
+        discard_l2_line(src + int64_t(r) * kRecord + (l % kLines) * 32);
     }
     const float* rec0 = buf + (batch & 1) * kBatch * kRecord;
     const int m = min(kBatch, n - batch * kBatch);
-    for (int r = 0; r < m; ++r) {
+    for (int i = 0; i < m; ++i) {
+      const int r = batch * kBatch + i;
+      const bool group_end = r % kGroupChunks == kGroupChunks - 1 || r == n - 1;
 #pragma unroll
       for (int k = 0; k < kChains; ++k) {
-        const int e = threadIdx.x + k * kThreads, field = e / kDp;
+        const int e = tid + k * kThreads, field = e / kDp;
         if (e % kDp < d) {
-          const float x = rec0[r * kRecord + e];
-          acc[k] = field < 2    ? __fadd_rn(acc[k], x)
-                   : field == 2 ? fminf(acc[k], x)
-                                : fmaxf(acc[k], x);
+          const float x = rec0[i * kRecord + e];
+          if (two_level) {
+            grp[k] = fold_add(field, grp[k], x);
+            if (group_end) {
+              acc[k] = fold_add(field, acc[k], grp[k]);
+              grp[k] = fold_start(field);
+            }
+          } else {
+            acc[k] = fold_add(field, acc[k], x);
+          }
         }
       }
     }
     __syncthreads();  // this buffer is refilled by batch + 2
   }
+}
+
+// The head's fold, after its records are folded into acc (fold_records: the group records of a
+// head, by the head's last group to arrive, or, with early_v, its chunk records, two-level, by its
+// quantize item of block 0): the K mean, V mean and V scales, exactly as the CPU reference
+// computes them, published (head counter + 1, release). `buf` is the tile buffer (free now).
+// early_v: the stats items wrote the head's fp16 V codes unscaled; if some channel is scaled
+// after all (e != 0, a rare amax), the fold rewrites the head's V here, from a third read of V.
+template <bool kBf16, int kDp>
+__device__ void publish_head(const KvQuantParams& p, const Head& hd, bool aligned, bool early_v,
+                             const float (&acc)[Shape<kDp>::kChains], float* buf, float* s_vm,
+                             float* s_vinv) {
+  const int d = static_cast<int>(p.head_dim);
 #pragma unroll
-  for (int k = 0; k < kChains; ++k) buf[threadIdx.x + k * kThreads] = acc[k];
+  for (int k = 0; k < Shape<kDp>::kChains; ++k) buf[threadIdx.x + k * kThreads] = acc[k];
   __syncthreads();
 
   const int c = threadIdx.x;
@@ -510,7 +593,7 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
     }
   }
   if (threadIdx.x == 0) {
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*head_counter(p, hd.bh));
     word.fetch_add(1u, cuda::memory_order_release);
   }
 }
@@ -518,7 +601,12 @@ __device__ void fold_head(const KvQuantParams& p, const Head& hd, uint32_t block
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile).
 // early_v: also writes the block's fp16 V codes unscaled (first, so that the stores have drained
 // by the arrival's release), before the arrival, so that the fold's rewrite of a head with a
-// scaled channel is ordered after them.
+// scaled channel is ordered after them; the arrival is deferred (the head's counter).
+// Otherwise the arrivals of the protocol at the top: on the group's counter; the group's last
+// arrival folds the group's chunk records (ascending, from fold_start) into the group record and
+// arrives on the head's counter; the head's last arrival folds the group records (ascending, from
+// fold_start) and publishes. Neither waits. The folds stage records in the tile buffer `sk`, free
+// once the record is stored.
 template <bool kBf16, int kDp>
 __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuantSchedule& s,
                                            const Head& hd, uint32_t blk, bool aligned,
@@ -526,8 +614,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
                                            float* s_vm, float* s_vinv, uint32_t& pending,
                                            NextTicket& next) {
   using S = Shape<kDp>;
-  const uint32_t arrivals = max(hd.chunks, 1u);
-  if (blk >= arrivals) return;  // a block past the sequence: nothing to add, no arrival
+  if (blk >= max(hd.chunks, 1u)) return;  // a block past the sequence: nothing to add, no arrival
   if (blk < hd.chunks) {
     const int rows = rows_of(hd, blk);
     ptx::cp_async_wait<S::kYoungerGroups>();
@@ -546,14 +633,42 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     }
   }
   __syncthreads();  // the record is stored (and the tile no longer read)
+  float* const buf = reinterpret_cast<float*>(sk);
+  const uint32_t g = blk / kGroupChunks, first = g * kGroupChunks;
+  if (hd.chunks > 0) {  // (an empty sequence, blk 0, no record: on the head's counter directly)
+    const uint32_t n = min(uint32_t(kGroupChunks), hd.chunks - first);
+    if (threadIdx.x == 0) {
+      cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(
+          *group_counter(p, s.blocks, hd.bh, g));
+      *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == n - 1;
+    }
+    __syncthreads();
+    if (!*s_last) return;  // a later arrival folds
+    float acc[S::kChains];
+#pragma unroll
+    for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
+    fold_records<kDp>(p, p.partials + (hd.bh * int64_t(s.blocks) + first) * S::kRecord,
+                      static_cast<int>(n), false, false, buf, acc);
+    float* dst = p.group_partials + (hd.bh * kv_quant_groups(s.blocks) + g) * S::kRecord;
+#pragma unroll
+    for (int k = 0; k < S::kChains; ++k) {
+      const int e = threadIdx.x + k * kThreads;
+      if (e % kDp < p.head_dim) dst[e] = acc[k];
+    }
+    __syncthreads();  // the group record is stored; every thread has read s_last
+  }
   if (threadIdx.x == 0) {
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(p.counters[hd.bh]);
-    *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == arrivals - 1;
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*head_counter(p, hd.bh));
+    *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == max(groups_of(hd), 1u) - 1;
   }
   __syncthreads();
-  if (*s_last)
-    fold_head<kBf16, kDp>(p, hd, s.blocks, aligned, early_v, reinterpret_cast<float*>(sk), s_vm,
-                          s_vinv);
+  if (!*s_last) return;
+  float acc[S::kChains];
+#pragma unroll
+  for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
+  fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
+                    static_cast<int>(groups_of(hd)), false, false, buf, acc);
+  publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
 }
 
 // Thread 0: a deferred stats arrival on counter c (release: the loop's barrier ordered the
@@ -565,7 +680,7 @@ __device__ __forceinline__ void release_arrival(uint32_t* c) {
 constexpr uint32_t kNoArrival = 0xFFFFFFFFu;
 
 // ------------------------------------------------------------------------------- quantize item
-// Thread 0: wait until the head's counter reaches `target` (acquire): chunks + 1 for the
+// Thread 0: wait until the head's counter reaches `target` (acquire): groups + 1 for the
 // published stats, chunks for the stats items' arrivals alone (early_v: the chunk records).
 __device__ __forceinline__ void wait_for_counter(uint32_t* counter, uint32_t target) {
   cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*counter);
@@ -600,7 +715,8 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
 // Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
 // early_v: only K (its tile alone was loaded; the stats items and the fold wrote V), and the head's
 // chunk records are all written but not yet folded: the K mean is folded here from their K sums,
-// with the fold's additions in the fold's order (bit-identical to k_mean).
+// with the fold's additions in the fold's order (two-level: fold_records; bit-identical to
+// k_mean).
 template <bool kBf16, int kDp>
 __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t blocks,
                                uint32_t blk, int rows, bool early_v, const uint16_t* sk,
@@ -618,16 +734,23 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
       if (tid < d && p.smooth_k == Smoothing::kOn) {  // blk < chunks: len > 0
         const float* src = p.partials + bh * int64_t(blocks) * S::kRecord + tid;  // K sums
         const int n = static_cast<int>(hd.chunks);
-        float acc = 0.0f;
+        float acc = 0.0f, grp = 0.0f;  // the total, the current group's sum
         constexpr int kLoads = 16;  // records in flight per thread (early_v: hd128 and hd256 only)
+        static_assert(kLoads % kGroupChunks == 0, "a load batch holds whole groups");
         for (int base = 0; base < n; base += kLoads) {
           float x[kLoads];
 #pragma unroll
           for (int j = 0; j < kLoads; ++j)
             x[j] = base + j < n ? __ldcg(src + int64_t(base + j) * S::kRecord) : 0.0f;
 #pragma unroll
-          for (int j = 0; j < kLoads; ++j)
-            if (base + j < n) acc = __fadd_rn(acc, x[j]);
+          for (int j = 0; j < kLoads; ++j) {
+            if (base + j < n) grp = __fadd_rn(grp, x[j]);
+            // The group ends: at a multiple of kGroupChunks (base is one) or at the last record.
+            if (base + j < n && (j % kGroupChunks == kGroupChunks - 1 || base + j == n - 1)) {
+              acc = __fadd_rn(acc, grp);
+              grp = 0.0f;
+            }
+          }
         }
         km = __fdiv_rn(acc, static_cast<float>(hd.len));
       }
@@ -758,14 +881,22 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   }
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
-  if (threadIdx.x == 0) wait_for_counter(p.counters + hd.bh, hd.chunks + (early_v ? 0u : 1u));
+  if (threadIdx.x == 0)
+    wait_for_counter(head_counter(p, hd.bh), early_v ? hd.chunks : groups_of(hd) + 1u);
   __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed
   quantize_block<kBf16, kDp>(p, hd, blocks, blk, rows, early_v, sk, sv, s_amax, s_km, s_vm,
                              s_vinv, next);
   if (early_v && blk == 0) {  // the head's fold (its stats items' arrivals are acquired)
     __syncthreads();          // the K tile is no longer read: the fold stages records there
-    fold_head<kBf16, kDp>(p, hd, blocks, aligned, early_v, reinterpret_cast<float*>(sk), s_vm,
-                          s_vinv);
+    using S = Shape<kDp>;
+    float* const buf = reinterpret_cast<float*>(sk);
+    float acc[S::kChains];
+#pragma unroll
+    for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
+    // The chunk records, two-level; their K sums stay in L2 (this head's quantize items read them).
+    fold_records<kDp>(p, p.partials + hd.bh * int64_t(blocks) * S::kRecord,
+                      static_cast<int>(hd.chunks), true, true, buf, acc);
+    publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
   }
 }
 
@@ -784,20 +915,20 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
   __shared__ float s_amax[kMaxKGroups];
   __shared__ uint32_t s_ticket[2];  // prologue: the first tickets; then by iteration parity
   __shared__ int s_last;
-  uint32_t* const ticket_counter = p.counters + p.batch * p.heads_kv;
+  uint32_t* const tickets = ticket_counter(p, s.blocks);
   auto tile_k = [&](uint32_t b) { return tiles + b * 2 * S::kTileElems; };
 
   // Tickets held: `cur` (being processed) and, with prefetch, `nxt` (its tile loading); thread 0
   // fetches one more once cur's tile has landed (NextTicket), its round trip hidden by cur's
   // compute. Each CTA therefore fetches exactly kBuffers tickets past the end.
   if (threadIdx.x == 0)
-    for (int i = 0; i < S::kBuffers; ++i) s_ticket[i] = atomicAdd(ticket_counter, 1u);
+    for (int i = 0; i < S::kBuffers; ++i) s_ticket[i] = atomicAdd(tickets, 1u);
   __syncthreads();
   uint32_t cur = s_ticket[0], nxt = s_ticket[S::kBuffers - 1];
   if (S::kPrefetch)
     issue_tile<kDp>(p, decode(p, s, cur), aligned, early_v, tile_k(0), tile_k(0) + S::kTileElems);
   __syncthreads();  // s_ticket is read before iteration 0 writes it
-  NextTicket next{ticket_counter, 0u, false};
+  NextTicket next{tickets, 0u, false};
   uint32_t pending = kNoArrival;  // thread 0: the head of a deferred stats arrival (early_v)
   for (uint32_t iter = 0; cur < s.tickets(); ++iter) {
     const uint32_t buf = S::kPrefetch ? iter & 1u : 0u;
@@ -811,7 +942,7 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
       issue_tile<kDp>(p, tk, aligned, early_v, sk, sv);
     }
     if (threadIdx.x == 0 && pending != kNoArrival) {
-      release_arrival(p.counters + pending);
+      release_arrival(head_counter(p, pending));
       pending = kNoArrival;
     }
     next.taken = false;
@@ -829,19 +960,29 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     if (S::kPrefetch) cur = nxt, nxt = fetched;
     else cur = fetched;
   }
-  if (threadIdx.x == 0 && pending != kNoArrival) release_arrival(p.counters + pending);
+  if (threadIdx.x == 0 && pending != kNoArrival) release_arrival(head_counter(p, pending));
 }
 
 // --------------------------------------------------------------------------------- host side
 std::size_t align256(std::size_t x) { return (x + 255) / 256 * 256; }
 
 struct Sizes {
-  std::size_t k_codes, k_scales, k_mean, v_codes, v_scales, v_inv, v_mean, partials, counters;
+  std::size_t k_codes, k_scales, k_mean, v_codes, v_scales, v_inv, v_mean, partials,
+      group_partials, counters;
 };
+
+// Words of `counters`: head counters, group counters, the ticket counter (contiguous: one memset).
+std::size_t counter_words(const KvQuantParams& p) {
+  const std::size_t heads = std::size_t(p.batch * p.heads_kv);
+  const std::size_t groups = std::size_t(kv_quant_groups(p.seqlen_k_padded / kMeanChunkTokens));
+  return heads * (1 + groups) + kControlWords;
+}
 
 Sizes sizes(const KvQuantParams& p) {
   const std::size_t bh = std::size_t(p.batch * p.heads_kv);
   const std::size_t np = std::size_t(p.seqlen_k_padded), dp = std::size_t(p.head_dim_padded);
+  const std::size_t chunks = np / kMeanChunkTokens;
+  const std::size_t groups = std::size_t(kv_quant_groups(int64_t(chunks)));
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
   const std::size_t v_elem = p.pv_mode == PvMode::kFp16 ? 2 : 1;
   return {align256(bh * np * dp),
@@ -851,8 +992,9 @@ Sizes sizes(const KvQuantParams& p) {
           align256(bh * dp * sizeof(float)),
           align256(bh * dp * sizeof(float)),
           align256(bh * dp * sizeof(float)),
-          align256(bh * (np / kMeanChunkTokens) * kPartialFields * dp * sizeof(float)),
-          align256((bh + kControlWords) * sizeof(uint32_t))};
+          align256(bh * chunks * kPartialFields * dp * sizeof(float)),
+          align256(bh * groups * kPartialFields * dp * sizeof(float)),
+          align256(counter_words(p) * sizeof(uint32_t))};
 }
 
 // A positive integer from the environment, or `fallback`. Tuning overrides for the device
@@ -876,7 +1018,10 @@ int64_t env_positive(const char* name, int64_t fallback) {
 //    per chunk at hd128 is ~50 ns, ~7 tickets at the ~130 tickets/us of the target speed. So
 //    2 * (lead - blocks) ~ 1.5 * grid + 7 * blocks: lead ~ blocks + 3/4 grid + 4 * blocks. That
 //    estimate held at 1K only: longer heads wait much longer than it says (the slack is measured
-//    below).
+//    below). That was the one-level fold (all the head's chunk records after its last stats
+//    item); the two-level fold reads <= 8 chunk records and blocks / 8 group records there, so
+//    the fold's share of the slack is now ~(8 + blocks / 8) records' worth; the default below is
+//    still the one measured with the one-level fold (bench/NOTES.md sections 20, 26).
 //  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
 //    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
 //    B = 32 (grid 528, blocks 16): lead = 476 -> 15 MB of live K/V lines + 8 MB of output:
@@ -925,9 +1070,8 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
   s.blocks = static_cast<uint32_t>(blocks);
   s.lead = static_cast<uint32_t>(choose_lead(S::kPrefetch, blocks, grid, items));
 
-  // Head counters and the ticket counter in one memset (they are contiguous).
-  SAGEATTN_CUDA_CHECK(
-      cudaMemsetAsync(p.counters, 0, (heads + kControlWords) * sizeof(uint32_t), stream));
+  // Head, group and ticket counters in one memset (they are contiguous).
+  SAGEATTN_CUDA_CHECK(cudaMemsetAsync(p.counters, 0, counter_words(p) * sizeof(uint32_t), stream));
   kv_quant_kernel<kBf16, kDp>
       <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned, early_v);
   SAGEATTN_CUDA_CHECK_LAUNCH();
@@ -938,7 +1082,7 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
 std::size_t kv_quant_workspace_bytes(const KvQuantParams& p) {
   const Sizes s = sizes(p);
   return s.k_codes + s.k_scales + s.k_mean + s.v_codes + s.v_scales + s.v_inv + s.v_mean +
-         s.partials + s.counters;
+         s.partials + s.group_partials + s.counters;
 }
 
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace) {
@@ -952,6 +1096,7 @@ void kv_quant_bind_workspace(KvQuantParams& p, void* workspace) {
   p.v_inv = reinterpret_cast<float*>(w), w += s.v_inv;
   p.v_mean = reinterpret_cast<float*>(w), w += s.v_mean;
   p.partials = reinterpret_cast<float*>(w), w += s.partials;
+  p.group_partials = reinterpret_cast<float*>(w), w += s.group_partials;
   p.counters = reinterpret_cast<uint32_t*>(w);
 }
 

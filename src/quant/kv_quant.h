@@ -3,10 +3,14 @@
 //
 // One fused, persistent kernel, no host round trip (kv_quant.cu; work order in
 // kv_quant_schedule.h). Every 64-token block of every (sequence, KV head) is two work items:
-//   stats:    fp32 sums of K and V and min / max of V over the block (one kMeanChunkTokens chunk);
-//             the last stats item of a head to finish (atomic counter) folds the chunk records in
-//             ascending order into the K mean, V mean and V scales. The order is fixed, so the
-//             result is deterministic whichever item finishes last.
+//   stats:    fp32 sums of K and V and min / max of V over the block (one kMeanChunkTokens chunk)
+//             -> a chunk record. The sums follow the two-level order of docs/NUMERICS.md §2: the
+//             last stats item of a group of kMeanGroupChunks chunks to finish (atomic counter per
+//             group) folds the group's chunk records in ascending order into a group record; the
+//             last group of a head (counter per head) folds the group records in ascending order
+//             into the K mean, V mean and V scales. The order is fixed, so the result is
+//             deterministic whichever item finishes last, and the fold that quantize items wait
+//             for reads <= kMeanGroupChunks + groups records instead of all the head's chunks.
 //   quantize: K' = K - mean -> int8 with group scales; V (- mean) -> fp8 e4m3 (transposed, tokens
 //             permuted within 32-token chunks for the mma.m16n8k32 A/B fragments) or fp16. Handed
 //             out a fixed number of items after the stats item of the same block, so that its
@@ -15,9 +19,10 @@
 // measured slower at hd64, bench/NOTES.md section 12): nearly every channel keeps
 // scale 1 (docs/NUMERICS.md §2), so the stats item writes the block's fp16 V codes unscaled and
 // the quantize item handles K alone (V is read once), folding its K mean itself from the head's
-// chunk records once every stats item has arrived (no wait for the fold). The stats items' arrivals
-// are released one iteration late (kv_quant.cu) and the head's quantize item of block 0 folds. A
-// head with a scaled channel has its V rewritten by its fold.
+// chunk records (in the two-level order, no group records) once every stats item has arrived (no
+// wait for a fold). The stats items' arrivals (on the head's counter, no group level) are
+// released one iteration late (kv_quant.cu) and the head's quantize item of block 0 folds the
+// chunk records, two-level. A head with a scaled channel has its V rewritten by its fold.
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.
@@ -70,18 +75,26 @@ struct KvQuantParams {
   float* v_inv = nullptr;     // [b, h_kv, dp]: the quantizer's multiplier (range / amax, 2^-e)
   float* v_mean = nullptr;    // [b, h_kv, dp]
   float* partials = nullptr;  // [b, h_kv, np / kMeanChunkTokens, 4, dp]: chunk records
-  // [b * h_kv + 1]: one counter per (sequence, KV head), then the work-ticket counter; zeroed by
-  // kv_quantize itself before each launch (any contents on entry).
+  float* group_partials = nullptr;  // [b, h_kv, groups, 4, dp]: group records (kv_quant_groups)
+  // [b * h_kv + b * h_kv * groups + 1]: one counter per (sequence, KV head), one per (sequence,
+  // KV head, group) (head-major), then the work-ticket counter; zeroed by kv_quantize itself
+  // before each launch, in one memset (any contents on entry).
   uint32_t* counters = nullptr;
 };
+
+// Groups of kMeanGroupChunks chunks per head for `blocks` = np / kMeanChunkTokens chunks per head
+// (the last group may be short): the stride of group_partials and of the group counters.
+__host__ __device__ constexpr int64_t kv_quant_groups(int64_t blocks) {
+  return (blocks + kMeanGroupChunks - 1) / kMeanGroupChunks;
+}
 
 // Bytes of workspace the buffers above need, each 256-byte aligned, in the order of the struct.
 std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 // Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
-// Quantizes K and V on `stream`: one memset that zeroes the per-head counters and the ticket
-// counter (the workspace may be fresh memory), then one kernel.
+// Quantizes K and V on `stream`: one memset that zeroes the per-head and per-group counters and
+// the ticket counter (the workspace may be fresh memory), then one kernel.
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

@@ -23,7 +23,9 @@
 // Deadlock freedom (quantize items spin-wait on their head's stats): with lead >= blocks, every
 // stats item of a head has a smaller ticket than every quantize item of that head (proof at
 // kv_quant_check_order below). Tickets are taken by running CTAs in increasing order, stats
-// items never wait, and a CTA takes its next ticket only while it is running. Induction on the
+// items never wait (the one that arrives last on its group's or its head's counter folds the
+// records there, which waits for nothing: a head's stats are published once all its stats items
+// have finished), and a CTA takes its next ticket only while it is running. Induction on the
 // smallest unfinished ticket m: the CTA holding m is either processing it -- a stats item
 // finishes; a quantize item waits only on smaller tickets, all finished -- or holds m as its
 // prefetched next ticket while processing a smaller one, which contradicts m being the smallest

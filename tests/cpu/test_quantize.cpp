@@ -128,9 +128,31 @@ TEST(GroupSpecTest, PerThreadKGroupsTokensWithEqualPairColumnInABlock) {
 
 // ============================================================================ channel_mean
 
-// The documented order, written out: fp32 sums of 64-token chunks (tokens ascending), chunk sums
-// added in ascending order, then divided by the token count.
-std::vector<float> chunked_mean_oracle(const std::vector<float>& x, int64_t tokens, int64_t dim) {
+// The documented order, written out (docs/NUMERICS.md §2): fp32 sums of 64-token chunks (tokens
+// ascending), chunk sums added in ascending order within groups of 8 chunks, group sums added in
+// ascending order (every sum from 0), then divided by the token count.
+std::vector<float> grouped_mean_oracle(const std::vector<float>& x, int64_t tokens, int64_t dim) {
+  std::vector<float> mean(dim);
+  for (int64_t d = 0; d < dim; ++d) {
+    float total = 0.0f;
+    for (int64_t g = 0; g < tokens; g += 64 * 8) {
+      float group = 0.0f;
+      for (int64_t c = g; c < std::min<int64_t>(tokens, g + 64 * 8); c += 64) {
+        float chunk = 0.0f;
+        for (int64_t t = c; t < std::min<int64_t>(tokens, c + 64); ++t) chunk += x[t * dim + d];
+        group += chunk;
+      }
+      total += group;
+    }
+    mean[d] = tokens > 0 ? total / static_cast<float>(tokens) : 0.0f;
+  }
+  return mean;
+}
+
+// The one-level order the library used before the groups: chunk sums added in ascending order.
+// It equals the grouped order up to 9 chunks (the first group is added to 0 first in both) and
+// may differ from 10 chunks on.
+std::vector<float> flat_chunk_mean(const std::vector<float>& x, int64_t tokens, int64_t dim) {
   std::vector<float> mean(dim);
   for (int64_t d = 0; d < dim; ++d) {
     float total = 0.0f;
@@ -144,6 +166,18 @@ std::vector<float> chunked_mean_oracle(const std::vector<float>& x, int64_t toke
   return mean;
 }
 
+// Wide dynamic range (values from 2^-8 to 2^8 times N(0,1), plus a per-channel offset) so that
+// fp32 rounding depends on the order of the additions.
+std::vector<float> wide_range_input(int64_t tokens, int64_t dim, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> x(tokens * dim);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t d = 0; d < dim; ++d)
+      x[t * dim + d] = static_cast<float>(std::ldexp(rng.normal(), int(rng.below(17)) - 8) +
+                                          0.37 * static_cast<double>(d));
+  return x;
+}
+
 std::vector<float> library_mean(const std::vector<float>& x, int64_t tokens, int64_t dim) {
   std::vector<float> mean(dim, test::poison_f32());
   cpu::channel_mean(x.data(), tokens, dim, mean.data());
@@ -151,51 +185,64 @@ std::vector<float> library_mean(const std::vector<float>& x, int64_t tokens, int
 }
 
 TEST(ChannelMeanTest, ChunkIsSixtyFourTokens) { EXPECT_EQ(kMeanChunkTokens, 64); }
+TEST(ChannelMeanTest, GroupIsEightChunks) { EXPECT_EQ(kMeanGroupChunks, 8); }
 
+// Lengths around the chunk and group edges: 1, 8, 9, 10, 16, 17, 18 and 65 chunks, short last
+// chunks and short last groups.
 TEST(ChannelMeanTest, EqualsTheDocumentedOrderBitForBit) {
-  // Wide dynamic range (values from 2^-8 to 2^8 times N(0,1), plus a per-channel offset) so
-  // that fp32 rounding depends on the order of the additions.
   const int64_t dim = 64;
-  for (int64_t tokens : {1, 63, 64, 65, 200, 1000, 1024}) {
-    Rng rng(100 + tokens);
-    std::vector<float> x(tokens * dim);
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t d = 0; d < dim; ++d)
-        x[t * dim + d] = static_cast<float>(std::ldexp(rng.normal(), int(rng.below(17)) - 8) +
-                                            0.37 * static_cast<double>(d));
-    const std::vector<float> expect = chunked_mean_oracle(x, tokens, dim);
+  for (int64_t tokens : {1, 63, 64, 65, 200, 512, 513, 576, 577, 640, 1000, 1024, 1025, 1088, 1100,
+                         4097}) {
+    const std::vector<float> x = wide_range_input(tokens, dim, 100 + tokens);
+    const std::vector<float> expect = grouped_mean_oracle(x, tokens, dim);
     const std::vector<float> got = library_mean(x, tokens, dim);
     EXPECT_EQ(test::count_bit_mismatches(expect, got), 0) << "tokens " << tokens;
   }
 }
 
 // The bit-for-bit test above is only a proof of the order if other plausible orders give other
-// bits on the same kind of data: a naive sequential fp32 sum, and a multiply by 1/N instead of the
-// division, both differ somewhere on 1000 tokens x 64 channels.
+// bits on the same kind of data: a naive sequential fp32 sum, a multiply by 1/N instead of the
+// division, and the one-level chunk order (chunk sums added in order, no groups) all differ
+// somewhere on 1000 tokens (16 chunks, two groups) x 64 channels.
 TEST(ChannelMeanTest, OtherOrdersGiveOtherBitsOnTheSameData) {
   const int64_t tokens = 1000, dim = 64;
-  Rng rng(7);
-  std::vector<float> x(tokens * dim);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t d = 0; d < dim; ++d)
-      x[t * dim + d] = static_cast<float>(std::ldexp(rng.normal(), int(rng.below(17)) - 8) +
-                                          0.37 * static_cast<double>(d));
+  const std::vector<float> x = wide_range_input(tokens, dim, 7);
   const std::vector<float> got = library_mean(x, tokens, dim);
   std::vector<float> sequential(dim), reciprocal(dim);
+  const std::vector<float> expect = grouped_mean_oracle(x, tokens, dim);
   for (int64_t d = 0; d < dim; ++d) {
     float s = 0.0f;
     for (int64_t t = 0; t < tokens; ++t) s += x[t * dim + d];
     sequential[d] = s / static_cast<float>(tokens);
-    float total = 0.0f;  // the documented chunk order, but a multiply by 1 / N at the end
-    for (int64_t c = 0; c < tokens; c += 64) {
-      float chunk = 0.0f;
-      for (int64_t t = c; t < std::min<int64_t>(tokens, c + 64); ++t) chunk += x[t * dim + d];
-      total += chunk;
+    float total = 0.0f;  // the documented order, but a multiply by 1 / N at the end
+    for (int64_t g = 0; g < tokens; g += 512) {
+      float group = 0.0f;
+      for (int64_t c = g; c < std::min<int64_t>(tokens, g + 512); c += 64) {
+        float chunk = 0.0f;
+        for (int64_t t = c; t < std::min<int64_t>(tokens, c + 64); ++t) chunk += x[t * dim + d];
+        group += chunk;
+      }
+      total += group;
     }
     reciprocal[d] = total * (1.0f / static_cast<float>(tokens));
   }
+  EXPECT_EQ(test::count_bit_mismatches(expect, got), 0);
   EXPECT_GT(test::count_bit_mismatches(sequential, got), 0);
   EXPECT_GT(test::count_bit_mismatches(reciprocal, got), 0);
+  EXPECT_GT(test::count_bit_mismatches(flat_chunk_mean(x, tokens, dim), got), 0);
+}
+
+// Up to 9 chunks the grouped order is the one-level chunk order (one group, or one group and one
+// chunk, each added to 0 first): the contract change left N <= 576 alone.
+TEST(ChannelMeanTest, UpToNineChunksEqualsTheOneLevelOrder) {
+  const int64_t dim = 64;
+  for (int64_t tokens : {1, 64, 200, 512, 513, 576}) {
+    const std::vector<float> x = wide_range_input(tokens, dim, 300 + tokens);
+    EXPECT_EQ(test::count_bit_mismatches(flat_chunk_mean(x, tokens, dim),
+                                         library_mean(x, tokens, dim)),
+              0)
+        << "tokens " << tokens;
+  }
 }
 
 // An input where the order decides the answer: token 0 holds 2^24 and the other 127 tokens hold 1.
@@ -215,6 +262,32 @@ TEST(ChannelMeanTest, AdversarialInputShowsTheChunkedOrder) {
   for (int64_t t = 0; t < tokens; ++t) sequential += x[t * dim];
   EXPECT_EQ(sequential / 128.0f, 131072.0f);
   EXPECT_NE(got[0], sequential / 128.0f);
+}
+
+// An input where the groups decide the answer. 1100 tokens: 18 chunks (the last holds 12 tokens),
+// groups of 8, 8 and 2 chunks. Token 0 holds 2^24 in every channel; each channel has two more
+// tokens of 1 in two different chunks:
+//   channel 0: chunks 8 and 9 (group 1): the group sum 2 joins 2^24 exactly, total 2^24 + 2;
+//              the one-level order adds 2^24 + 1 twice, and each rounds back to 2^24 (ties to
+//              even), total 2^24.
+//   channel 1: chunks 16 and 17 (the short last group, the short last chunk): the same.
+//   channel 2: chunks 1 and 2 (group 0): both orders add each 1 to 2^24 alone: total 2^24.
+// Means (2^24 + 2) / 1100 = 0x1.dca022p+13 and 2^24 / 1100 = 0x1.dca01ep+13 in fp32.
+TEST(ChannelMeanTest, AdversarialInputShowsTheGroupedOrder) {
+  const int64_t tokens = 1100, dim = 3;
+  std::vector<float> x(tokens * dim, 0.0f);
+  for (int64_t d = 0; d < dim; ++d) x[d] = 16777216.0f;
+  const int64_t ones[dim][2] = {{8 * 64, 9 * 64 + 5}, {16 * 64 + 3, 17 * 64 + 11}, {64, 2 * 64}};
+  for (int64_t d = 0; d < dim; ++d)
+    for (int64_t t : ones[d]) x[t * dim + d] = 1.0f;
+  const std::vector<float> got = library_mean(x, tokens, dim);
+  EXPECT_EQ(got[0], 0x1.dca022p+13f);
+  EXPECT_EQ(got[1], 0x1.dca022p+13f);
+  EXPECT_EQ(got[2], 0x1.dca01ep+13f);
+  const std::vector<float> flat = flat_chunk_mean(x, tokens, dim);
+  EXPECT_EQ(flat[0], 0x1.dca01ep+13f);
+  EXPECT_EQ(flat[1], 0x1.dca01ep+13f);
+  EXPECT_EQ(flat[2], 0x1.dca01ep+13f);
 }
 
 TEST(ChannelMeanTest, ZeroTokensGiveZeros) {

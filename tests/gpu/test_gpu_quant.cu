@@ -219,6 +219,29 @@ const QuantCase kCases[] = {
     {"nhd_bf16_d64_fp16_scaled_head", 2, 2, 200, 64, DType::kBF16, Layout::kNHD,
      Granularity::kPerThread, Smoothing::kOff, Smoothing::kOff, PvMode::kFp16,
      InputFamily::kKChannelBias, {}, false, 1},
+    // The two-level mean order (groups of kMeanGroupChunks = 8 chunks, docs/NUMERICS.md §2) at the
+    // group edges: heads of 1, 8, 9 (a group of one), 10 (the first length where the one-level
+    // order differs), 17 (groups 8, 8, 1), 32 (four whole groups, a short last chunk), 64 (eight
+    // whole groups) and 65 chunks (a ninth group of one chunk of 4 tokens), and an empty one.
+    // Group records and counters (the fold by the last chunk of each group, then by the last
+    // group), at hd64 (two tile buffers) and hd128; K and V means both.
+    {"varlen_bf16_d64_fp8_group_edges", 0, 2, 0, 64, DType::kBF16, Layout::kNHD,
+     Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOn, PvMode::kFp8,
+     InputFamily::kKChannelBias, {1, 512, 513, 577, 1088, 2000, 0, 4096, 4100}},
+    {"varlen_f16_d128_fp16_smoothv_group_edges", 0, 2, 0, 128, DType::kF16, Layout::kNHD,
+     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOn, PvMode::kFp16,
+     InputFamily::kKChannelBias, {4100, 600, 0, 64, 1088}},
+    // The same edges with early_v (fp16, V not smoothed, at most 32 blocks per head): the
+    // quantize items fold their K mean from the chunk records, two-level, and the head's quantize
+    // item of block 0 folds them for the published stats; head 1 (varlen: the second KV head of
+    // every sequence) has scaled V channels, so its fold rewrites V.
+    {"varlen_bf16_d128_fp16_early_v_group_edges", 0, 2, 0, 128, DType::kBF16, Layout::kNHD,
+     Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp16,
+     InputFamily::kKChannelBias, {1, 512, 513, 577, 1088, 2000, 0}, false, 1},
+    // Dense, 65 chunks per head (a short last group), HND, hd256.
+    {"hnd_bf16_4100_d256_fp8_smoothv", 1, 2, 4100, 256, DType::kBF16, Layout::kHND,
+     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOn, PvMode::kFp8,
+     InputFamily::kOutliers, {}, true},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuQuant, ::testing::ValuesIn(kCases),

@@ -15,8 +15,8 @@ __all__ = [
     "GroupSpec", "TileConfig", "TILES", "SM80_TILES", "SM90_TILES",
     "MIN_HEAD_DIM", "MAX_HEAD_DIM", "HEAD_DIM_MULTIPLE", "HOST_DEVICE", "MAX_DIMS",
     "LOG2E", "LN2", "INT8_MAX", "FP8_E4M3_MAX", "LOG2_FP8_E4M3_MAX", "FP16_MAX", "MIN_AMAX",
-    "MEAN_CHUNK_TOKENS", "FP16_V_KEEP_MIN_EXP", "FP16_V_KEEP_MAX_EXP", "FP16_V_TARGET_EXP",
-    "FP8_MMA_K", "GRANULARITIES",
+    "MEAN_CHUNK_TOKENS", "MEAN_GROUP_CHUNKS", "FP16_V_KEEP_MIN_EXP", "FP16_V_KEEP_MAX_EXP",
+    "FP16_V_TARGET_EXP", "FP8_MMA_K", "GRANULARITIES",
     "head_dim_supported",
 ]
 
@@ -36,6 +36,7 @@ LOG2_FP8_E4M3_MAX: float = _C.LOG2_FP8_E4M3_MAX
 FP16_MAX: float = _C.FP16_MAX
 MIN_AMAX: float = _C.MIN_AMAX
 MEAN_CHUNK_TOKENS: int = _C.MEAN_CHUNK_TOKENS
+MEAN_GROUP_CHUNKS: int = _C.MEAN_GROUP_CHUNKS  # chunks per group of the mean's order (NUMERICS §2)
 # fp16 P.V mode: V channels with amax in [2^FP16_V_KEEP_MIN_EXP, 2^FP16_V_KEEP_MAX_EXP) keep
 # scale 1; others are scaled by 2^e to an amax in [2^(FP16_V_TARGET_EXP - 1), 2^FP16_V_TARGET_EXP).
 FP16_V_KEEP_MIN_EXP: int = _C.FP16_V_KEEP_MIN_EXP

@@ -269,6 +269,7 @@ NB_MODULE(_C, m) {
   m.attr("FP16_MAX") = sa::kFp16Max;
   m.attr("MIN_AMAX") = sa::kMinAmax;
   m.attr("MEAN_CHUNK_TOKENS") = sa::kMeanChunkTokens;
+  m.attr("MEAN_GROUP_CHUNKS") = sa::kMeanGroupChunks;
   m.attr("FP16_V_TARGET_EXP") = sa::kFp16VTargetExp;
   m.attr("FP16_V_KEEP_MIN_EXP") = sa::kFp16VKeepMinExp;
   m.attr("FP16_V_KEEP_MAX_EXP") = sa::kFp16VKeepMaxExp;

@@ -1020,8 +1020,9 @@ int64_t env_positive(const char* name, int64_t fallback) {
 //    estimate held at 1K only: longer heads wait much longer than it says (the slack is measured
 //    below). That was the one-level fold (all the head's chunk records after its last stats
 //    item); the two-level fold reads <= 8 chunk records and blocks / 8 group records there, so
-//    the fold's share of the slack is now ~(8 + blocks / 8) records' worth; the default below is
-//    still the one measured with the one-level fold (bench/NOTES.md sections 20, 26).
+//    the fold's share of the slack is now ~(8 + blocks / 8) records' worth. Measured again with
+//    the two-level fold (H200, hd128, N = 4K, B = 8; bench/NOTES.md section 27): the default
+//    below (held + 1024 at 64 blocks) 696 TFLOPS e2e, slack 500 687, 1500 693, all items 685.
 //  - too large: between the two reads of a block, lead stats items bring lead x (K + V tile)
 //    bytes into L2 and the quantize items write lead x tile / 2 (evict-first). At hd128, N = 1K,
 //    B = 32 (grid 528, blocks 16): lead = 476 -> 15 MB of live K/V lines + 8 MB of output:

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "api/validate.h"
@@ -66,6 +67,16 @@ struct AttnCase {
   std::vector<int32_t> varlen_q, varlen_k;  // packed sequence lengths; empty = dense
   bool padded_strides = false;              // q/k/v/out rows padded by 8 elements
   bool large = false;                       // skipped in quick mode
+  // Keys boost_at .. boost_at + 3 of every KV head multiplied by `boost` (0: none), so that rows'
+  // maxima grow late, in unmasked blocks (alpha rescales a full accumulator; the shift moves far).
+  // The boosted keys dominate their K groups' int8 scales, so only the reference comparison applies.
+  float boost = 0.0f;
+  int64_t boost_at = 0;
+  // The tight budget's rel_l1 times this. Rows whose max is large but below the exact-shift range
+  // compute S * c + shift fused on the GPU and rounded on the CPU (docs/NUMERICS.md §3 step 3):
+  // P differs by up to half the fp32 spacing of m, 2^-16 at m ~ 350 against 2^-22 at ordinary
+  // logits, and fp8 roundings of P flip more often.
+  double tight_scale = 1.0;
 };
 
 // Whether the sm90 kernels cover a call (src/attention/sm90/launch.h): head dims up to 128 whose
@@ -245,8 +256,18 @@ TEST_P(GpuAttention, MatchesReferenceAndExact) {
     tq = tk = 0;
     for (size_t i = 0; i < c.varlen_q.size(); ++i) tq += c.varlen_q[i], tk += c.varlen_k[i];
   }
-  const HostQkv in = HostQkv::make(c.family, varlen ? 1 : c.b, c.hq, c.hkv, tq, tk, c.d, c.dtype,
-                                   varlen ? Layout::kNHD : c.layout, 77 + c.nq * 3 + c.d);
+  HostQkv in = HostQkv::make(c.family, varlen ? 1 : c.b, c.hq, c.hkv, tq, tk, c.d, c.dtype,
+                             varlen ? Layout::kNHD : c.layout, 77 + c.nq * 3 + c.d);
+  if (c.boost != 0.0f) {
+    ASSERT_FALSE(varlen);
+    for (int64_t bi = 0; bi < in.b; ++bi)
+      for (int64_t h = 0; h < in.hkv; ++h)
+        for (int64_t n = c.boost_at; n < c.boost_at + 4; ++n)
+          for (int64_t d = 0; d < in.d; ++d) {
+            uint16_t& x = in.k[in.offset(in.hkv, in.nk, bi, h, n, d)];
+            x = HostQkv::encode(in.dtype, HostQkv::decode(in.dtype, x) * c.boost);
+          }
+  }
   const double scale = 1.0 / std::sqrt(double(c.d));
   const std::vector<double> exact = exact_of(c, in, double(float(scale)));
   for (Backend backend : backends)
@@ -279,10 +300,12 @@ TEST_P(GpuAttention, MatchesReferenceAndExact) {
                 vs_exact.rel_l1, ref_exact.cos, ref_exact.rel_l1);
     const TightBudget tb = tight_budget(mode, backend);
     EXPECT_GE(tight.cos, tb.min_cos) << c.name;
-    EXPECT_LE(tight.rel_l1, tb.max_rel_l1) << c.name;
+    EXPECT_LE(tight.rel_l1, tb.max_rel_l1 * c.tight_scale) << c.name;
     const ExactBudget eb = exact_budget(mode, c.family);
-    EXPECT_GE(vs_exact.cos, eb.min_cos) << c.name;
-    EXPECT_LE(vs_exact.rel_l1, eb.max_rel_l1) << c.name;
+    if (c.boost == 0.0f) {  // the families' budget; boosted keys ruin their groups' scales
+      EXPECT_GE(vs_exact.cos, eb.min_cos) << c.name;
+      EXPECT_LE(vs_exact.rel_l1, eb.max_rel_l1) << c.name;
+    }
 
     // LSE: m is bit-identical, l differs only by ex2.approx and order: tight everywhere; fully
     // masked rows are -inf on both.
@@ -350,6 +373,19 @@ std::vector<AttnCase> cases() {
   v.push_back(with(dense("varlen_d64_thread", 0, 2, 2, 0, 0, 64), [](AttnCase& c) {
     c.varlen_q = {17, 129, 1000}, c.varlen_k = {33, 129, 999}, c.gran = Granularity::kPerThread;
   }));
+  // Late maxima in unmasked blocks (keys 700..703: block 5 of 128 keys, block 10 of 64; 1000 keys:
+  // the last block is masked): logits grow ~8x, ~60x (|m| ~ 350, where the fused shift misses the
+  // CPU's by up to 2^-16: tight_scale), ~3000x (into the exact-shift range, |m| >= 4096).
+  // Measured (H200, 2026-12-07) sm80 fp8 gpu~ref rel_l1 for x60: 2.3e-5 (ordinary cases 1-3e-6);
+  // 1.9e-7 with the exact shift forced for |m| >= 16, which confirms the cause (bench/NOTES.md 27).
+  for (const auto& [name, boost, d] : {std::tuple{"late_max_x8", 8.0f, int64_t(128)},
+                                       std::tuple{"late_max_x60_d64", 60.0f, int64_t(64)},
+                                       std::tuple{"late_max_x3000", 3000.0f, int64_t(128)}}) {
+    AttnCase c = dense(name, 1, 2, 2, 1000, 1000, d);
+    c.boost = boost, c.boost_at = 700;
+    if (boost == 60.0f) c.tight_scale = 4.0;
+    v.push_back(c);
+  }
   return v;
 }
 

@@ -15,8 +15,11 @@ out="${OUT:-/tmp/ab_out}"; mkdir -p "$out"
 probs="${AB_PROBS:-128:16384:0 128:4096:0 128:1024:0 128:16384:1 64:16384:0}"
 build() {  # build SRC DIR FLAGS TARGETS...
   local src="$1" dir="$2" flags="$3"; shift 3
+  # The variant's macros (-D...) go to the C++ compiler too: some set the CPU reference's tiles.
+  local cxxflags; cxxflags=$(grep -oE -- '-D[^ ]+' <<<"$flags" | tr '\n' ' ')
   cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
-    "-DSAGEATTN_SM80_HEAD_DIMS=${AB_SM80_DIMS:-64;128}" "-DCMAKE_CUDA_FLAGS=$flags" >"$out/cfg_$(basename "$dir").log" 2>&1 &&
+    "-DSAGEATTN_SM80_HEAD_DIMS=${AB_SM80_DIMS:-64;128}" "-DCMAKE_CUDA_FLAGS=$flags" "-DCMAKE_CXX_FLAGS=$cxxflags" \
+    >"$out/cfg_$(basename "$dir").log" 2>&1 &&
   cmake --build "$dir" -j 16 --target "$@" >"$out/build_$(basename "$dir").log" 2>&1 || { tail -n 30 "$out/build_$(basename "$dir").log"; return 1; }
   grep -E "spill stores" "$out/build_$(basename "$dir").log" | sort | uniq -c | head -n 4
 }

@@ -524,6 +524,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto after_pv = [&](int u) {
     if (u % kStepsPerTile == kStepsPerTile - 1) release(empty_v, u / kStepsPerTile);
   };
+  // P.V parts c0 .. kPvParts - 1 of step u, one after the other; fp8: each folded with a.
+  auto pv_serial = [&](int u, const float (&a)[2], int c0) {
+#pragma unroll
+    for (int c = c0; c < kPvParts; ++c) {
+      issue_pv(u, c);
+      ptx::wgmma_wait<0>();
+      fence_pv();
+      if constexpr (Cfg::kFp8) fold(a, c);  // acc = acc * alpha + partial
+    }
+  };
 
   if constexpr (kPipeline == 0) {
     for (int u = 0; u < my_steps; ++u) {
@@ -549,13 +559,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_pv();
         fold(alpha, 1);
       } else {
-#pragma unroll
-        for (int c = 0; c < kPvParts; ++c) {
-          issue_pv(u, c);
-          ptx::wgmma_wait<0>();
-          fence_pv();
-          if constexpr (Cfg::kFp8) fold(alpha, c);  // acc = acc * alpha + partial
-        }
+        pv_serial(u, alpha, 0);
       }
       SM90_TRACE(7);
       after_pv(u);
@@ -568,13 +572,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto pv_alone = [&](int u, const float (&a)[2]) {
       if constexpr (!Cfg::kFp8) fold(a, 0);
       wait_v(u);
-#pragma unroll
-      for (int c = 0; c < kPvParts; ++c) {
-        issue_pv(u, c);
-        ptx::wgmma_wait<0>();
-        fence_pv();
-        if constexpr (Cfg::kFp8) fold(a, c);
-      }
+      pv_serial(u, a, 0);
       after_pv(u);
     };
     if (my_steps > 0) {
@@ -599,13 +597,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if constexpr (Cfg::kFp8) {
 #pragma unroll
         for (int c = 0; c < kPvEarly; ++c) fold(a_u, c);
-#pragma unroll
-        for (int c = kPvEarly; c < kPvParts; ++c) {
-          issue_pv(u, c);
-          ptx::wgmma_wait<0>();
-          fence_pv();
-          fold(a_u, c);
-        }
+        pv_serial(u, a_u, kPvEarly);
       }
       after_pv(u);
       pack_p();

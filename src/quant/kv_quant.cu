@@ -447,7 +447,8 @@ __device__ __forceinline__ float fold_add(int field, float acc, float x) {
 }
 
 // Folds the n records at src (S::kRecord floats apart, written by other CTAs and acquired) into
-// acc in ascending record order. One level: acc = fold_add(acc, record r) for r = 0 .. n-1.
+// acc (started here from fold_start) in ascending record order. One level: acc = fold_add(acc,
+// record r) for r = 0 .. n-1.
 // two_level (early_v only, where the head's chunk records are folded without group records):
 // each group of kGroupChunks records is folded from fold_start, and the group results into acc in
 // group order, exactly the group records' order (docs/NUMERICS.md §2). The records stream through
@@ -481,7 +482,7 @@ __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bo
 
   float grp[kChains];  // two_level: the current group's fold
 #pragma unroll
-  for (int k = 0; k < kChains; ++k) grp[k] = fold_start(chain_field<kDp>(k));
+  for (int k = 0; k < kChains; ++k) acc[k] = grp[k] = fold_start(chain_field<kDp>(k));
   if (n > 0) issue(0);
   for (int batch = 0; batch * kBatch < n; ++batch) {
     if ((batch + 1) * kBatch < n) {
@@ -598,6 +599,18 @@ __device__ void publish_head(const KvQuantParams& p, const Head& hd, bool aligne
   }
 }
 
+// The CTA's arrival on counter c, expecting n arrivals in all (acq_rel by thread 0, so that the
+// last arrival acquires the others' records): true, in every thread, for the last one.
+// `s_last` is shared scratch; the caller's next barrier must come before it is reused.
+__device__ __forceinline__ bool arrive_last(uint32_t* c, uint32_t n, int* s_last) {
+  if (threadIdx.x == 0) {
+    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*c);
+    *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == n - 1;
+  }
+  __syncthreads();
+  return *s_last;
+}
+
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile).
 // early_v: also writes the block's fp16 V codes unscaled (first, so that the stores have drained
 // by the arrival's release), before the arrival, so that the fold's rewrite of a head with a
@@ -637,16 +650,8 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   const uint32_t g = blk / kGroupChunks, first = g * kGroupChunks;
   if (hd.chunks > 0) {  // (an empty sequence, blk 0, no record: on the head's counter directly)
     const uint32_t n = min(uint32_t(kGroupChunks), hd.chunks - first);
-    if (threadIdx.x == 0) {
-      cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(
-          *group_counter(p, s.blocks, hd.bh, g));
-      *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == n - 1;
-    }
-    __syncthreads();
-    if (!*s_last) return;  // a later arrival folds
+    if (!arrive_last(group_counter(p, s.blocks, hd.bh, g), n, s_last)) return;  // a later one folds
     float acc[S::kChains];
-#pragma unroll
-    for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
     fold_records<kDp>(p, p.partials + (hd.bh * int64_t(s.blocks) + first) * S::kRecord,
                       static_cast<int>(n), false, false, buf, acc);
     float* dst = p.group_partials + (hd.bh * kv_quant_groups(s.blocks) + g) * S::kRecord;
@@ -657,15 +662,8 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     }
     __syncthreads();  // the group record is stored; every thread has read s_last
   }
-  if (threadIdx.x == 0) {
-    cuda::atomic_ref<uint32_t, cuda::thread_scope_device> word(*head_counter(p, hd.bh));
-    *s_last = word.fetch_add(1u, cuda::memory_order_acq_rel) == max(groups_of(hd), 1u) - 1;
-  }
-  __syncthreads();
-  if (!*s_last) return;
+  if (!arrive_last(head_counter(p, hd.bh), max(groups_of(hd), 1u), s_last)) return;
   float acc[S::kChains];
-#pragma unroll
-  for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
   fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
                     static_cast<int>(groups_of(hd)), false, false, buf, acc);
   publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
@@ -891,8 +889,6 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
     using S = Shape<kDp>;
     float* const buf = reinterpret_cast<float*>(sk);
     float acc[S::kChains];
-#pragma unroll
-    for (int k = 0; k < S::kChains; ++k) acc[k] = fold_start(chain_field<kDp>(k));
     // The chunk records, two-level; their K sums stay in L2 (this head's quantize items read them).
     fold_records<kDp>(p, p.partials + hd.bh * int64_t(blocks) * S::kRecord,
                       static_cast<int>(hd.chunks), true, true, buf, acc);

@@ -111,15 +111,7 @@ struct TileConfig {
 inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
 // The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
 // 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
-// Experiment (bench/NOTES.md section 28): -DSAGEATTN_SM90_STEP_KEYS=64 makes the softmax step 64
-// keys (the kernel still loads 128-key tiles) for the CPU reference and the kernel alike; it must
-// be set for every compiler (CUDA and C++) of the build.
-#if !defined(SAGEATTN_SM90_STEP_KEYS) || SAGEATTN_SM90_STEP_KEYS == 128
 inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64};
-#else
-static_assert(SAGEATTN_SM90_STEP_KEYS == 64, "SAGEATTN_SM90_STEP_KEYS: 128 or 64");
-inline constexpr TileConfig kSm90Tiles{192, 64, 16, 64};
-#endif
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;

@@ -216,36 +216,6 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8_ss(int32_t (&d)[64], uint64_
 #endif
 }
 
-// D(64x64, s32) += A(64x32, s8) * B(32x64, s8)^T: as above with 64 columns (64-key steps).
-template <bool kAccumulate = true>
-__device__ __forceinline__ void wgmma_m64n64k32_s8_ss(int32_t (&d)[32], uint64_t a_desc, uint64_t b_desc) {
-#if SAGEATTN_HAVE_WGMMA
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, "
-      "%8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, "
-      "%24, %25, %26, %27, %28, %29, %30, %31 "
-      "}, %32, %33, p;\n"
-      "}\n"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]),
-        "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
-        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]),
-        "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
-        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]),
-        "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
-        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]),
-        "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
-      : "l"(a_desc), "l"(b_desc), "n"(kAccumulate ? 1 : 0));
-#else
-  (void)d, (void)a_desc, (void)b_desc;
-  __trap();
-#endif
-}
-
 // D(64x128, f32) += A(64x32, e4m3, registers) * B(32x128, e4m3, K-major in shared memory).
 template <bool kAccumulate = true>
 __device__ __forceinline__ void wgmma_m64n128k32_e4m3_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b_desc) {

@@ -175,7 +175,11 @@ __device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
   if (evict_first) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   } else {
+#if SAGEATTN_KV_QUANT_STATS_EVICT_LAST  // experiment (bench/NOTES.md section 29), off by default
+    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
+#else
     asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
+#endif
   }
   return pol;
 }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bench/NOTES.md section 29, Next 0: the K/V quantizer's stats-pass loads with L2 evict_last (e1,
+# -DSAGEATTN_KV_QUANT_STATS_EVICT_LAST=1) against main's evict_normal (e0), hd128 fp8.
+# Device call from the repository root (no carry needed): bash bench/wip/evict_last.sh
+# Prints: test_gpu_quant of e1; e2e / kernel / quant per build at 4K (B=8), 1K (B=32), 16K (B=2),
+# each build twice, interleaved; ncu of kv_quant_kernel per build (time, DRAM bytes read, L2 hit
+# rate) at 4K and 16K; ncu warp stalls of e0's kv_quant_kernel at 1K. ~150 s on an H100.
+set -uo pipefail
+out="${OUT:-/tmp/evict_last_out}"; mkdir -p "$out"
+nvidia-smi --query-gpu=name,clocks.sm,driver_version --format=csv,noheader
+cfg() {  # cfg DIR CUDA_FLAGS
+  cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+    "-DSAGEATTN_SM80_HEAD_DIMS=64;128" "-DCMAKE_CUDA_FLAGS=$2" >"$out/cfg_$(basename "$1").log" 2>&1 &&
+    cmake --build "$1" -j 16 --target sageattn_cli test_gpu_quant >"$out/build_$(basename "$1").log" 2>&1 ||
+    tail -n 20 "$out/build_$(basename "$1").log"
+}
+cfg build/e0 "" & cfg build/e1 "-DSAGEATTN_KV_QUANT_STATS_EVICT_LAST=1" & wait
+echo "== build $SECONDS s"
+timeout 60 build/e1/tests/test_gpu_quant >"$out/t_e1.log" 2>&1
+echo "e1 test_gpu_quant rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/t_e1.log" | tr '\n' ' ')"
+echo "== build problem mode cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS quant_ms quant%"
+for nb in 4096:8 1024:32 16384:2; do
+  n=${nb%:*} b=${nb#*:}
+  for v in e0 e1 e0 e1; do
+    echo "$v N=$n $(timeout 40 build/$v/tools/sageattn bench --batch "$b" --heads 32 --seqlen "$n" \
+      --head-dim 128 --modes fp8 --warmup 3 --iters 20 2>&1 | grep '^fp8 ')"
+  done
+done
+ncu_q() {  # ncu_q BUILD N B ARGS...
+  local v=$1 n=$2 b=$3; shift 3
+  timeout 60 ncu --clock-control none -k regex:kv_quant_kernel -c 1 "$@" build/$v/tools/sageattn bench \
+    --batch "$b" --heads 32 --seqlen "$n" --head-dim 128 --modes fp8 --warmup 0 --iters 1
+}
+for nb in 4096:8 16384:2; do
+  for v in e0 e1; do
+    ncu_q $v ${nb%:*} ${nb#*:} --metrics gpu__time_duration.sum,dram__bytes_read.sum,lts__t_sector_hit_rate.pct \
+      >"$out/ncu_${v}_${nb%:*}.txt" 2>&1
+    echo "ncu $v N=${nb%:*}: $(grep -E '^ +(gpu__|dram__|lts__)' "$out/ncu_${v}_${nb%:*}.txt" | awk '{print $1, $3, $2}' | tr '\n' ' ')"
+  done
+done
+ncu_q e0 1024 32 --section WarpStateStats --section SchedulerStats >"$out/ncu_stalls_1k.txt" 2>&1
+grep -E "Stall|No Eligible|Issue Slots|Warp Cycles" "$out/ncu_stalls_1k.txt" | head -n 24
+echo "== $SECONDS s"

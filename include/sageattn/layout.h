@@ -111,7 +111,7 @@ struct TileConfig {
 inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
 // The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
 // 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
-// Experiment (bench/NOTES.md section 29): -DSAGEATTN_SM90_CONSUMERS=2 makes the CTA two consumer
+// Experiment (bench/NOTES.md section 30): -DSAGEATTN_SM90_CONSUMERS=2 makes the CTA two consumer
 // warpgroups of 240 registers (128 rows), the shape the pipelined loop (-DSAGEATTN_SM90_PIPELINE)
 // needs; it must be set for every compiler (CUDA and C++) of the build, since block_q is part of
 // the reference's tiles (per-block Q granularity).

@@ -17,7 +17,7 @@
 //              accumulated); wait; release the V stage. The loop is synchronous inside a
 //              warpgroup (160 registers do not hold two 128-key blocks in flight); the overlap of
 //              softmax and GEMMs comes from the three warpgroups sharing the SM. Experiment (off
-//              by default, bench/NOTES.md sections 28-29): a pipelined loop
+//              by default, bench/NOTES.md sections 28-30): a pipelined loop
 //              (-DSAGEATTN_SM90_PIPELINE=1: Q.K^T of the next block and P.V of this one in flight
 //              while the next block's softmax runs) in two consumer warpgroups of 240 registers
 //              (-DSAGEATTN_SM90_CONSUMERS=2, 128 rows per CTA). The step code is written for
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #ifndef SAGEATTN_SM90_PV_OVERLAP
 #define SAGEATTN_SM90_PV_OVERLAP 1
 #endif
-  // Experiment (bench/NOTES.md sections 28-29), off by default: -DSAGEATTN_SM90_PIPELINE=1 pipelines
+  // Experiment (bench/NOTES.md sections 28-30), off by default: -DSAGEATTN_SM90_PIPELINE=1 pipelines
   // each warpgroup's steps: Q.K^T of step u + 1 and P.V of step u are issued together and the
   // softmax of u + 1 runs while P.V(u) does (fp8 at hd128: its first 64-channel part; the second
   // after the fold); =2 keeps both parts in flight (more registers). Meant for two consumer

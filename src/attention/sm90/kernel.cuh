@@ -39,6 +39,7 @@
 #include "attention/common/params.h"
 #include "attention/common/tile_io.cuh"
 #include "attention/sm90/config.h"
+#include "attention/sm90/tile_order.h"
 #include "common/ptx/hopper.cuh"
 #include "common/ptx/mma.cuh"
 #include "common/ptx/wgmma.cuh"
@@ -123,9 +124,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ float k_sc_smem[kStages][kBlockK / kKBlock][4];
 
   const int64_t tiles = query_tiles(p.seqlen_q);  // grid x = sequence * tiles + tile
+#if SAGEATTN_SM90_CAUSAL_ORDER  // experiment (tile_order.h, bench/NOTES.md section 31), off by default
+  const int64_t order_group =
+      p.mask == MaskMode::kCausal
+          ? causal_group(p.seqlen_k, kD, Cfg::kFp8 ? 1 : 2, p.batch * p.heads_q)
+          : 0;
+  const TileCoord tc = tile_of_cta(int64_t(blockIdx.y) * gridDim.x + blockIdx.x, p.batch,
+                                   p.heads_q, tiles, order_group);
+  const int64_t b = tc.b, h = tc.h;
+  const attn::SeqBounds sb = attn::seq_bounds(p, b);
+  const int64_t row0 = tc.tile * kBlockQ;
+#else
   const int64_t b = int64_t(blockIdx.x) / tiles, h = blockIdx.y;
   const attn::SeqBounds sb = attn::seq_bounds(p, b);
   const int64_t row0 = (int64_t(blockIdx.x) - b * tiles) * kBlockQ;
+#endif
   if (row0 >= sb.q_len) return;  // uniform: this tile lies past the sequence
   const int64_t hk = h / (p.heads_q / p.heads_kv);
   const int64_t bhk = b * p.heads_kv + hk;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/NOTES.md section 31: the sm90 kernel's causal tiles launched longest first, in groups of
 # pairs that keep ~24 MB of K/V codes in flight (-DSAGEATTN_SM90_CAUSAL_ORDER=1; tile_order.h),
-# against main's natural order. Device call from the repository root (no carry; ~180 s):
+# against main's natural order. Device call from the repository root (no carry; ~120 s):
 #   bash bench/wip/causal_order.sh
 # Prints: test_gpu_attention and test_gpu_hardening of the variant (every tile written: poisoned
 # outputs), then e2e (kernel) TFLOPS of both builds, causal hd128 16K / 4K / 1K and hd64 16K, and

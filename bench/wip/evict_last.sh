@@ -3,7 +3,7 @@
 # -DSAGEATTN_KV_QUANT_STATS_EVICT_LAST=1) against main's evict_normal (e0), hd128 fp8.
 # Device call from the repository root (no carry needed): bash bench/wip/evict_last.sh
 # Prints: test_gpu_quant of e1; e2e / kernel / quant per build at 4K (B=8), 1K (B=32), 16K (B=2),
-# each build twice, interleaved; ncu of kv_quant_kernel per build (time, DRAM bytes read, L2 hit
+# each build twice, interleaved; e1 at 4K with slack 700 and 3000; ncu of kv_quant_kernel per build (time, DRAM bytes read, L2 hit
 # rate) at 4K and 16K; ncu warp stalls of e0's kv_quant_kernel at 1K. ~150 s on an H100.
 set -uo pipefail
 out="${OUT:-/tmp/evict_last_out}"; mkdir -p "$out"
@@ -25,6 +25,11 @@ for nb in 4096:8 1024:32 16384:2; do
     echo "$v N=$n $(timeout 40 build/$v/tools/sageattn bench --batch "$b" --heads 32 --seqlen "$n" \
       --head-dim 128 --modes fp8 --warmup 3 --iters 20 2>&1 | grep '^fp8 ')"
   done
+done
+# With evict-last the best lead may move: e1 at 4K with a shorter and a longer slack.
+for sl in 700 3000; do
+  echo "e1 N=4096 slack $sl $(SAGEATTN_KV_QUANT_LEAD_SLACK=$sl timeout 40 build/e1/tools/sageattn bench \
+    --batch 8 --heads 32 --seqlen 4096 --head-dim 128 --modes fp8 --warmup 3 --iters 20 2>&1 | grep '^fp8 ')"
 done
 ncu_q() {  # ncu_q BUILD N B ARGS...
   local v=$1 n=$2 b=$3; shift 3

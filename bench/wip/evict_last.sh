@@ -3,8 +3,9 @@
 # -DSAGEATTN_KV_QUANT_STATS_EVICT_LAST=1) against main's evict_normal (e0), hd128 fp8.
 # Device call from the repository root (no carry needed): bash bench/wip/evict_last.sh
 # Prints: test_gpu_quant of e1; e2e / kernel / quant per build at 4K (B=8), 1K (B=32), 16K (B=2),
-# each build twice, interleaved; e1 at 4K with slack 700 and 3000; ncu of kv_quant_kernel per build (time, DRAM bytes read, L2 hit
-# rate) at 4K and 16K; ncu warp stalls of e0's kv_quant_kernel at 1K. ~150 s on an H100.
+# each build twice, interleaved; e1 at 4K with slack 700 and 3000; ncu of kv_quant_kernel per
+# build (time, DRAM bytes read, L2 hit rate) at 4K and 16K; ncu warp stalls of e0's
+# kv_quant_kernel at 1K. ~150 s on an H100.
 set -uo pipefail
 out="${OUT:-/tmp/evict_last_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.sm,driver_version --format=csv,noheader

@@ -4,7 +4,7 @@
 # timeout_s 600. In order, each only if the call has time left for it:
 #   section 30's two-warpgroup A/B   bench/wip/two_wg.sh        (~260 s)
 #   section 31's causal order A/B    bench/wip/causal_order.sh  (~120 s, if <= 400 s so far)
-#   section 29's evict-last A/B      bench/wip/evict_last.sh    (~120 s, if <= 440 s so far)
+#   section 29's quantizer A/B     bench/wip/evict_last.sh    (~180 s, if <= 420 s so far)
 # A part that does not run here is the next call's. Each part's full output goes to $OUT/NAME.out
 # and its logs into $OUT/logs.tgz (the device tool returns few files and the last 12,000
 # characters of output); the console gets a compact summary at the end: tests, spills of the sm90
@@ -26,7 +26,7 @@ part() {  # part NAME LATEST_START: runs bench/wip/NAME.sh into $out/NAME if SEC
 }
 part two_wg 0
 part causal_order 400
-part evict_last 440
+part evict_last 420
 (cd "$out" && tar czf logs.tgz "${parts[@]}" && rm -rf "${parts[@]}")
 for p in "${parts[@]}"; do
   echo "==== $p"

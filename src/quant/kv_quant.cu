@@ -118,7 +118,12 @@ struct Shape {
   // Resident CTAs per SM, and the register cap (__launch_bounds__) that lets them fit without
   // spills (ptxas: hd64 48 registers, hd128 64, hd256 128; uncapped, ptxas spends 124-155
   // registers on ILP).
-  static constexpr int kCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? 4 : 2;
+  // Experiment (bench/NOTES.md section 29), off by default: -DSAGEATTN_KV_QUANT_CTAS_128=5 (48
+  // registers at hd128, 20 bytes of spills): one more tile in flight per SM at 1K.
+#ifndef SAGEATTN_KV_QUANT_CTAS_128
+#define SAGEATTN_KV_QUANT_CTAS_128 4
+#endif
+  static constexpr int kCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? SAGEATTN_KV_QUANT_CTAS_128 : 2;
   static_assert(kDp % 64 == 0 && kDp <= 256, "padded head dims 64, 128, 256");
   static_assert(kThreads % kVecs == 0 && kBlock % kRowsPerPass == 0, "rows tile the block");
   // Every row a thread visits (r0 + j * kRowsPerPass) lies in the same K group: the per-thread

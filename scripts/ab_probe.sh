@@ -9,7 +9,9 @@
 # times each problem on each backend; AB_NCU "hd:N:mode:backend ..." profiles the attention kernel
 # of the first variant with ncu (--set full, pipe utilizations, ncu_*.txt). The trees build
 # concurrently. Every test and bench command runs under `timeout ${AB_TIMEOUT:-150}` (a kernel that
-# hangs costs that much device time, not the whole call; rc 124 in the log). Logs under $OUT.
+# hangs costs that much device time, not the whole call; rc 124 in the log); AB_BENCH_TIMEOUT, if
+# set, bounds each bench command instead (one bench takes seconds, a test program a minute).
+# Logs under $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/ab_out}"; mkdir -p "$out"
 probs="${AB_PROBS:-128:16384:0 128:4096:0 128:1024:0 128:16384:1 64:16384:0}"
@@ -56,7 +58,7 @@ for p in $probs; do
   IFS=: read -r hd n c <<<"$p"; flag=""; [ "$c" = 1 ] && flag=--causal
   for bin in "${bins[@]}"; do
     for be in ${AB_BACKENDS:-auto}; do
-      timeout "${AB_TIMEOUT:-150}" "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" $flag --modes "${AB_MODES:-fp16,fp8}" \
+      timeout "${AB_BENCH_TIMEOUT:-${AB_TIMEOUT:-150}}" "$bin" bench --batch $((32768 / n)) --heads 32 --seqlen "$n" --head-dim "$hd" $flag --modes "${AB_MODES:-fp16,fp8}" \
         --backend "$be" --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" | grep -E "^(fp16|fp8) " |
         sed "s|^|$(basename "$(dirname "$(dirname "$bin")")") $be hd$hd N=$n c=$c  |"
     done

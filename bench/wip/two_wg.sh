@@ -9,13 +9,13 @@
 # hd128 16K / 4K / 1K, hd64 16K, causal 16K, fp8 and fp16. Full logs under $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/two_wg_out}"; mkdir -p "$out"
-export AB_OLD=0 AB_TESTS=1 AB_TIMEOUT=120 AB_MODES=fp8,fp16
+export AB_OLD=0 AB_TESTS=1 AB_TIMEOUT=120 AB_BENCH_TIMEOUT=30 AB_MODES=fp8,fp16
 export AB_VARIANTS="-DSAGEATTN_SM90_CONSUMERS=2 -DSAGEATTN_SM90_PIPELINE=2|-DSAGEATTN_SM90_CONSUMERS=2 -DSAGEATTN_SM90_PIPELINE=1|-DSAGEATTN_SM90_CONSUMERS=2|"
 export AB_PROBS="128:16384:0 128:4096:0 128:1024:0 64:16384:0 128:16384:1"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,driver_version --format=csv,noheader
 OUT="$out" bash scripts/ab_probe.sh
 for i in 1 2; do  # ab_new1 = c2p1, ab_new2 = c2 (ab_probe ran ab_new0 = c2p2's tests)
-  timeout 120 build/ab_new$i/tests/test_gpu_attention >"$out/t_new$i.log" 2>&1
+  timeout 90 build/ab_new$i/tests/test_gpu_attention >"$out/t_new$i.log" 2>&1
   echo "new$i test_gpu_attention rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/t_new$i.log" | tr '\n' ' ' | cut -c1-200)"
   grep -E "^\[  FAILED" "$out/t_new$i.log" | head -n 10
 done

@@ -24,8 +24,7 @@
 namespace sageattn::sm90 {
 
 inline constexpr int kBlockQ = kSm90Tiles.block_q;
-inline constexpr int kBlockK = 128;                 // keys per K/V tile (TMA load, ring stage)
-inline constexpr int kStepK = kSm90Tiles.block_k;   // keys per softmax step (one tile)
+inline constexpr int kBlockK = kSm90Tiles.block_k;
 inline constexpr int kKBlock = kSm90Tiles.k_block;  // K quantization block (tokens)
 inline constexpr int kWarpgroupThreads = 128;
 inline constexpr int kConsumers = kBlockQ / 64;  // consumer warpgroups: 3 (2: SAGEATTN_SM90_CONSUMERS)
@@ -49,8 +48,7 @@ __host__ __device__ constexpr int64_t query_tiles(int64_t seqlen_q) { return (se
 inline constexpr std::size_t kSmemBudget = 227 * 1024;
 
 static_assert(kRowsPerConsumer == 64, "a consumer warpgroup owns one m64 wgmma tile of rows");
-static_assert(kStepK == kBlockK && kStepK % kKBlock == 0,
-              "one softmax step per tile, whole K groups blocks per step");
+static_assert(kBlockK == 128 && kBlockK % kKBlock == 0, "P fragments are built for 128-key blocks");
 static_assert(kConsumers * kWarpgroupThreads * kConsumerRegs + kWarpgroupThreads * kProducerRegs <= 65536,
               "register file");
 

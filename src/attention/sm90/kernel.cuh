@@ -15,13 +15,12 @@
 //              accumulators, one per 64 channels, both in flight, each then folded as
 //              acc = acc * alpha + partial, two-level; fp16: acc rescaled by alpha first, then
 //              accumulated); wait; release the V stage. The loop is synchronous inside a
-//              warpgroup (160 registers do not hold two 128-key blocks in flight); the overlap of
-//              softmax and GEMMs comes from the three warpgroups sharing the SM. Experiment (off
-//              by default, bench/NOTES.md sections 28-30): a pipelined loop
+//              warpgroup (160 registers do not hold two blocks in flight); the overlap of softmax
+//              and GEMMs comes from the three warpgroups sharing the SM. Experiment (off by
+//              default, bench/NOTES.md sections 28-30): a pipelined loop
 //              (-DSAGEATTN_SM90_PIPELINE=1: Q.K^T of the next block and P.V of this one in flight
 //              while the next block's softmax runs) in two consumer warpgroups of 240 registers
-//              (-DSAGEATTN_SM90_CONSUMERS=2, 128 rows per CTA). The step code is written for
-//              kStepK keys per softmax step; kStepK = kBlockK = 128 (64-key steps: section 29).
+//              (-DSAGEATTN_SM90_CONSUMERS=2, 128 rows per CTA).
 //   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
 // The numerics are docs/NUMERICS.md §3 with the tiles kSm90Tiles (128-key softmax steps, K groups
 // of 64 keys: two dequantization factors per step); the CPU reference run with kSm90Tiles computes
@@ -101,9 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kD = Cfg::kD;
   constexpr int kStages = Cfg::kStages;
   constexpr int kSw = Cfg::kQkSwizzle;
-  constexpr int kNTilesS = kStepK / 8;   // n8 tiles of keys per softmax step (16, or 8)
-  constexpr int kStepsPerTile = kBlockK / kStepK;
-  constexpr int kGroupsPerStep = kStepK / kKBlock;  // K groups blocks (64 keys) per step
+  constexpr int kNTilesS = kBlockK / 8;  // 16 n8 tiles of keys
   constexpr int kNTilesO = kD / 8;       // output n8 tiles (channels)
   constexpr float kPOffset = Cfg::kFp8 ? kLog2Fp8E4M3Max : 0.0f;
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -271,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // Registers: S (64 int32, P overwrites it as fp32 bits), the accumulator (64), P as A fragments
   // (16 fp8 / 32 f16) and, in fp8 mode, the block's partial product (64, live only around P.V).
   int32_t sacc[kNTilesS][4];
-  constexpr int kPaSteps = Cfg::kFp8 ? kStepK / 32 : kStepK / 16;  // k32 e4m3 or k16 f16 steps per step
+  constexpr int kPaSteps = Cfg::kFp8 ? 4 : 8;  // k32 e4m3 steps or k16 f16 steps per block
   uint32_t pa[kPaSteps][4];
   constexpr int kPartTiles = Cfg::kFp8 ? 8 : 1;       // fp8: 64 channels of the partial product
   constexpr int kPvParts = Cfg::kFp8 ? kD / 64 : 1;   // P.V issues per block
@@ -282,8 +279,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #define SAGEATTN_SM90_PV_OVERLAP 1
 #endif
   // Experiment (bench/NOTES.md sections 28-30), off by default: -DSAGEATTN_SM90_PIPELINE=1 pipelines
-  // each warpgroup's steps: Q.K^T of step u + 1 and P.V of step u are issued together and the
-  // softmax of u + 1 runs while P.V(u) does (fp8 at hd128: its first 64-channel part; the second
+  // each warpgroup's blocks: Q.K^T of block j + 1 and P.V of block j are issued together and the
+  // softmax of j + 1 runs while P.V(j) does (fp8 at hd128: its first 64-channel part; the second
   // after the fold); =2 keeps both parts in flight (more registers). Meant for two consumer
   // warpgroups (-DSAGEATTN_SM90_CONSUMERS=2, 240 registers): it does not fit 160 (section 28).
 #ifndef SAGEATTN_SM90_PIPELINE
@@ -296,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kPartBufs = kPvOverlap ? kPvParts : kPipeline ? kPvEarly : 1;
   float part[kPartBufs][kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
-  float k_sc[kGroupsPerStep];  // the K scales of the step in flight (its 64-key groups blocks)
+  float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
   SM90_TRACE_DECL
 
   auto fence_s = [&] {
@@ -329,57 +326,51 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  // ---- S = Q8 K8^T of step u (issued, not waited for): keys u * kStepK .., tile j, its part hs ----
-  auto issue_qk = [&](int u) {
-    const int j = u / kStepsPerTile, hs = u % kStepsPerTile, s = j % kStages;
+  // ---- S = Q8 K8^T of block j (issued, not waited for) ----
+  auto issue_qk = [&](int j) {
+    const int s = j % kStages;
     SM90_TRACE_READY(8, &full_k[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_k[s], uint32_t(j / kStages) & 1u);
     SM90_TRACE(1);
 #pragma unroll
-    for (int gi = 0; gi < kGroupsPerStep; ++gi) k_sc[gi] = k_sc_smem[s][hs * kGroupsPerStep + gi][k_sub];
+    for (int half = 0; half < 2; ++half) k_sc[half] = k_sc_smem[s][half][k_sub];
     ptx::wgmma_fence();
     auto& sd = reinterpret_cast<int32_t(&)[kNTilesS * 4]>(sacc);
-    // A step's keys start hs * kStepK rows into the tile: whole swizzle atoms (8 rows).
-    const uint64_t kt = ptx::wgmma_desc_advance(k_desc, uint32_t(s * Cfg::kKTileBytes + hs * kStepK * kD));
-    auto mma = [&](auto accumulate, uint64_t a, uint64_t b) {
-      constexpr bool kAcc = decltype(accumulate)::value;
-      ptx::wgmma_m64n128k32_s8_ss<kAcc>(sd, a, b);
-    };
-    mma(std::false_type{}, q_desc, kt);
+    const uint64_t kt = ptx::wgmma_desc_advance(k_desc, uint32_t(s * Cfg::kKTileBytes));
+    ptx::wgmma_m64n128k32_s8_ss<false>(sd, q_desc, kt);
 #pragma unroll
     for (int ks = 1; ks < kD / 32; ++ks)
-      mma(std::true_type{}, ptx::wgmma_desc_advance(q_desc, ks * 32), ptx::wgmma_desc_advance(kt, ks * 32));
+      ptx::wgmma_m64n128k32_s8_ss(sd, ptx::wgmma_desc_advance(q_desc, ks * 32), ptx::wgmma_desc_advance(kt, ks * 32));
     ptx::wgmma_commit();
   };
 
-  // ---- P.V of step u (issued, not waited for): fp8 into part, 64 output channels (c) at a time,
+  // ---- P.V of block j (issued, not waited for): fp8 into part, 64 output channels (c) at a time,
   // so that the partial product needs 32 registers, not 64; fp16 into acc, all channels ----
-  auto wait_v = [&](int u) {
-    const int j = u / kStepsPerTile, s = j % kStages;
+  auto wait_v = [&](int j) {
+    const int s = j % kStages;
     SM90_TRACE_READY(9, &full_v[s], uint32_t(j / kStages) & 1u);
     ptx::mbar_wait(&full_v[s], uint32_t(j / kStages) & 1u);
   };
-  auto issue_pv = [&](int u, int c) {
-    const int j = u / kStepsPerTile, hs = u % kStepsPerTile, s = j % kStages;
+  auto issue_pv = [&](int j, int c) {
+    const int s = j % kStages;
     ptx::wgmma_fence();
     const uint32_t vt = uint32_t(s * Cfg::kVTileBytes);  // the stage's offset from v_desc
     if constexpr (Cfg::kFp8) {
-      // k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout: a permutation
-      // inside each 32 keys, so a step's keys are k-positions hs * kStepK ..). V rows are channels
-      // of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
+      // Four k32 steps of 32 keys; k-positions follow quant::fp8_v_kpos (the V layout). V rows are
+      // channels of 128 bytes: channels 64c .. 64c + 63 start 64c * 128 bytes in.
       auto& pd = reinterpret_cast<float(&)[kPartTiles * 4]>(part[c % kPartBufs]);
-      const uint64_t vc = ptx::wgmma_desc_advance(v_desc, vt + uint32_t(c) * 64 * kBlockK + hs * kStepK);
+      const uint64_t vc = ptx::wgmma_desc_advance(v_desc, vt + uint32_t(c) * 64 * kBlockK);
       ptx::wgmma_m64n64k32_e4m3_rs<false>(pd, pa[0], vc);
 #pragma unroll
-      for (int st = 1; st < kPaSteps; ++st) ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
+      for (int st = 1; st < 4; ++st) ptx::wgmma_m64n64k32_e4m3_rs(pd, pa[st], ptx::wgmma_desc_advance(vc, st * 32));
     } else {
-      // k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16 step is
-      // 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in K 8 rows
-      // (SBO).
+      // Eight k16 steps of 16 keys. The V slab of 64 channels is 128 tokens x 128 bytes: a k16
+      // step is 16 token rows (2 KB); atoms adjacent in N (channels) are one slab apart (LBO), in
+      // K 8 rows (SBO).
       auto& ad = reinterpret_cast<float(&)[kNTilesO * 4]>(acc);
 #pragma unroll
-      for (int st = 0; st < kPaSteps; ++st) {
-        const uint64_t desc = ptx::wgmma_desc_advance(v_desc, vt + (hs * kPaSteps + st) * 2048);
+      for (int st = 0; st < 8; ++st) {
+        const uint64_t desc = ptx::wgmma_desc_advance(v_desc, vt + st * 2048);
         if constexpr (kD == 128) ptx::wgmma_m64n128k16_f16_rs_tnb(ad, pa[st], desc);
         else ptx::wgmma_m64n64k16_f16_rs_tnb(ad, pa[st], desc);
       }
@@ -393,16 +384,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) ptx::mbar_arrive(&bars[j % kStages]);
   };
 
-  // ---- online softmax of step u on sacc: P overwrites S (fp32 bits), alpha = the rescale ----
-  // K scales of the step's K groups blocks (n-tiles 0-7, 8-15), read from the stage's slot (the
-  // producer's K-scale thread) by issue_qk after full_k, before the stage is released.
-  auto softmax = [&](int u, auto mask_tag) {
+  // ---- online softmax of block j on sacc: P overwrites S (fp32 bits), alpha = the rescale ----
+  // K scales of the step's two K groups blocks (n-tiles 0-7 and 8-15), read from the stage's slot
+  // (the producer's K-scale thread) by issue_qk after full_k, before the stage is released.
+  auto softmax = [&](int j, auto mask_tag) {
     constexpr bool kMask = decltype(mask_tag)::value;
     constexpr int32_t kMasked = INT32_MIN;
-    float dq[kGroupsPerStep];
-#pragma unroll
-    for (int gi = 0; gi < kGroupsPerStep; ++gi) dq[gi] = __fmul_rn(sq, k_sc[gi]);
-    const int key0 = u * kStepK;
+    const float dq[2] = {__fmul_rn(sq, k_sc[0]), __fmul_rn(sq, k_sc[1])};
+    const int key0 = j * kBlockK;
     float neg_shift[2];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
@@ -415,12 +404,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       float m_blk = kNegInf;
 #pragma unroll
-      for (int half = 0; half < kGroupsPerStep; ++half) {
+      for (int half = 0; half < 2; ++half) {
         // Two chains of three-input maxima (few live temporaries: registers are scarce).
         int32_t mx0 = max(sacc[half * 8][2 * hr], sacc[half * 8][2 * hr + 1]);
         int32_t mx1 = max(sacc[half * 8 + 1][2 * hr], sacc[half * 8 + 1][2 * hr + 1]);
 #pragma unroll
-        for (int n = 2; n < 8; n += 2) {
+        for (int n = 2; n < kNTilesS / 2; n += 2) {
           mx0 = max(mx0, max(sacc[half * 8 + n][2 * hr], sacc[half * 8 + n][2 * hr + 1]));
           mx1 = max(mx1, max(sacc[half * 8 + n + 1][2 * hr], sacc[half * 8 + n + 1][2 * hr + 1]));
         }
@@ -465,7 +454,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto pf = [&](int n, int e) { return __int_as_float(sacc[n][e]); };
     if constexpr (Cfg::kFp8) {
 #pragma unroll
-      for (int st = 0; st < kPaSteps; ++st) {
+      for (int st = 0; st < 4; ++st) {
         const int n0 = 4 * st;
         pa[st][0] = attn::pack_e4m3x4(pf(n0, 0), pf(n0, 1), pf(n0 + 1, 0), pf(n0 + 1, 1));
         pa[st][1] = attn::pack_e4m3x4(pf(n0, 2), pf(n0, 3), pf(n0 + 1, 2), pf(n0 + 1, 3));
@@ -474,7 +463,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     } else {
 #pragma unroll
-      for (int st = 0; st < kPaSteps; ++st) {
+      for (int st = 0; st < 8; ++st) {
         pa[st][0] = ptx::cvt_f16x2(pf(2 * st, 0), pf(2 * st, 1));
         pa[st][1] = ptx::cvt_f16x2(pf(2 * st, 2), pf(2 * st, 3));
         pa[st][2] = ptx::cvt_f16x2(pf(2 * st + 1, 0), pf(2 * st + 1, 1));
@@ -506,42 +495,33 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   };
 
-  // The blocks (tiles) this warpgroup computes: under a causal mask, those its last row sees (the
-  // CTA's n_blocks follows the CTA's last row); none when its rows lie past the sequence. Its
-  // steps are those of these tiles. Steps every key of which is visible to every row of the
-  // warpgroup run without mask code; the rest (the ragged end, the causal diagonal) run the masked
-  // body (a step wholly past the end is all masked: alpha 1 and P 0 leave the row as it was).
+  // The blocks this warpgroup computes: under a causal mask, those its last row sees (the CTA's
+  // n_blocks follows the CTA's last row); none when its rows lie past the sequence. Blocks every
+  // key of which is visible to every row of the warpgroup run without mask code; the rest (the
+  // ragged last block, the causal diagonal) run the masked body.
   const int wg_row0 = int(row0) + cw * kRowsPerConsumer;  // sequence-local first row
   int my_blocks = wg_row0 < q_len ? n_blocks : 0;
-  int n_full = k_len / kStepK;
+  int n_full = k_len / kBlockK;
   if (causal) {
     const int wg_last = (wg_row0 + kRowsPerConsumer < q_len ? wg_row0 + kRowsPerConsumer : q_len) - 1;
     const int last_key = wg_last + diag;
     const int visible = last_key < 0 ? 0 : (last_key + kBlockK) / kBlockK;
     my_blocks = visible < my_blocks ? visible : my_blocks;
     const int first_row_limit = wg_row0 + diag + 1;
-    const int n_causal_full = first_row_limit <= 0 ? 0 : first_row_limit / kStepK;
+    const int n_causal_full = first_row_limit <= 0 ? 0 : first_row_limit / kBlockK;
     n_full = n_causal_full < n_full ? n_causal_full : n_full;
   }
-  const int my_steps = my_blocks * kStepsPerTile;
-  n_full = n_full < my_steps ? n_full : my_steps;
-  auto softmax_of = [&](int u) {
-    if (u < n_full) softmax(u, std::false_type{});
-    else softmax(u, std::true_type{});
+  n_full = n_full < my_blocks ? n_full : my_blocks;
+  auto softmax_of = [&](int j) {
+    if (j < n_full) softmax(j, std::false_type{});
+    else softmax(j, std::true_type{});
   };
-  // After Q.K^T of step u completed: S may be read; the K stage is released after its last step.
-  auto after_qk = [&](int u) {
-    fence_s();
-    if (u % kStepsPerTile == kStepsPerTile - 1) release(empty_k, u / kStepsPerTile);
-  };
-  auto after_pv = [&](int u) {
-    if (u % kStepsPerTile == kStepsPerTile - 1) release(empty_v, u / kStepsPerTile);
-  };
-  // P.V parts c0 .. kPvParts - 1 of step u, one after the other; fp8: each folded with a.
-  auto pv_serial = [&](int u, const float (&a)[2], int c0) {
+
+  // P.V parts c0 .. kPvParts - 1 of block j, one after the other; fp8: each folded with a.
+  auto pv_serial = [&](int j, const float (&a)[2], int c0) {
 #pragma unroll
     for (int c = c0; c < kPvParts; ++c) {
-      issue_pv(u, c);
+      issue_pv(j, c);
       ptx::wgmma_wait<0>();
       fence_pv();
       if constexpr (Cfg::kFp8) fold(a, c);  // acc = acc * alpha + partial
@@ -549,22 +529,23 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
 
   if constexpr (kPipeline == 0) {
-    for (int u = 0; u < my_steps; ++u) {
+    for (int j = 0; j < my_blocks; ++j) {
       SM90_TRACE(0);
-      issue_qk(u);
+      issue_qk(j);
       SM90_TRACE(2);
       ptx::wgmma_wait<0>();
-      after_qk(u);
+      fence_s();
       SM90_TRACE(4);
-      softmax_of(u);
+      release(empty_k, j);
+      softmax_of(j);
       pack_p();
       if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
-      wait_v(u);
+      wait_v(j);
       SM90_TRACE(3);
       if constexpr (kPvOverlap) {
         static_assert(kPvParts == 2, "the overlap is written for two halves");
-        issue_pv(u, 0);
-        issue_pv(u, 1);
+        issue_pv(j, 0);
+        issue_pv(j, 1);
         ptx::wgmma_wait<1>();
         fence_part(0);
         fold(alpha, 0);
@@ -572,52 +553,53 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_pv();
         fold(alpha, 1);
       } else {
-        pv_serial(u, alpha, 0);
+        pv_serial(j, alpha, 0);
       }
       SM90_TRACE(7);
-      after_pv(u);
+      release(empty_v, j);
     }
   } else {
-    // Pipelined: P.V(u) is issued right after Q.K^T(u + 1); wgmma groups retire in commit order,
-    // so waiting until kPvEarly groups remain means Q.K^T(u + 1) is done, and the softmax of
-    // u + 1 runs while P.V(u) does. P(u) stays in pa until P.V(u) is done; alpha(u) in a_u.
-    // The last step has no successor: its P.V parts are issued and folded one after the other.
-    auto pv_alone = [&](int u, const float (&a)[2]) {
-      if constexpr (!Cfg::kFp8) fold(a, 0);
-      wait_v(u);
-      pv_serial(u, a, 0);
-      after_pv(u);
-    };
-    if (my_steps > 0) {
+    // Pipelined: P.V(j) is issued right after Q.K^T(j + 1); wgmma groups retire in commit order,
+    // so waiting until kPvEarly groups remain means Q.K^T(j + 1) is done, and the softmax of
+    // j + 1 runs while P.V(j) does. P(j) stays in pa until P.V(j) is done; alpha(j) in a_j.
+    // The last block has no successor: its P.V parts run one after the other (peeled: with the
+    // loop's `if (more)` inside, ptxas serialized every wgmma, NOTES 28).
+    if (my_blocks > 0) {
       issue_qk(0);
       ptx::wgmma_wait<0>();
-      after_qk(0);
+      fence_s();
+      release(empty_k, 0);
       softmax_of(0);
       pack_p();
     }
-    for (int u = 0; u + 1 < my_steps; ++u) {
-      const float a_u[2] = {alpha[0], alpha[1]};
-      issue_qk(u + 1);
-      if constexpr (!Cfg::kFp8) fold(a_u, 0);  // fp16: acc *= alpha(u) before P.V(u) adds to it
-      wait_v(u);
+    for (int j = 0; j + 1 < my_blocks; ++j) {
+      const float a_j[2] = {alpha[0], alpha[1]};
+      issue_qk(j + 1);
+      if constexpr (!Cfg::kFp8) fold(a_j, 0);  // fp16: acc *= alpha(j) before P.V(j) adds to it
+      wait_v(j);
 #pragma unroll
-      for (int c = 0; c < kPvEarly; ++c) issue_pv(u, c);
+      for (int c = 0; c < kPvEarly; ++c) issue_pv(j, c);
       ptx::wgmma_wait<kPvEarly>();
-      after_qk(u + 1);
-      softmax_of(u + 1);  // alpha = alpha(u + 1)
+      fence_s();
+      release(empty_k, j + 1);
+      softmax_of(j + 1);  // alpha = alpha(j + 1)
       ptx::wgmma_wait<0>();
       fence_pv();
       if constexpr (Cfg::kFp8) {
 #pragma unroll
-        for (int c = 0; c < kPvEarly; ++c) fold(a_u, c);
-        pv_serial(u, a_u, kPvEarly);
+        for (int c = 0; c < kPvEarly; ++c) fold(a_j, c);
+        pv_serial(j, a_j, kPvEarly);
       }
-      after_pv(u);
+      release(empty_v, j);
       pack_p();
     }
-    if (my_steps > 0) {
-      const float a_last[2] = {alpha[0], alpha[1]};
-      pv_alone(my_steps - 1, a_last);
+    if (my_blocks > 0) {
+      const int j = my_blocks - 1;
+      const float a_j[2] = {alpha[0], alpha[1]};
+      if constexpr (!Cfg::kFp8) fold(a_j, 0);
+      wait_v(j);
+      pv_serial(j, a_j, 0);
+      release(empty_v, j);
     }
   }
   SM90_TRACE_PRINT;

@@ -20,11 +20,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define SAGEATTN_TILE_HD __host__ __device__ __forceinline__
-#else
-#define SAGEATTN_TILE_HD inline
-#endif
+#include "common/numerics.h"  // SAGEATTN_HD
 
 namespace sageattn::sm90 {
 
@@ -36,8 +32,8 @@ struct TileCoord {
 
 // The CTA at launch position `linear` (0 .. batch * heads * tiles - 1) of a grid of `tiles` query
 // tiles per sequence; group <= 0: natural order, else longest first in groups of `group` pairs.
-SAGEATTN_TILE_HD TileCoord tile_of_cta(int64_t linear, int64_t batch, int64_t heads, int64_t tiles,
-                                       int64_t group) {
+SAGEATTN_HD TileCoord tile_of_cta(int64_t linear, int64_t batch, int64_t heads, int64_t tiles,
+                                  int64_t group) {
   if (group <= 0) {
     const int64_t pair = linear / tiles;
     return {pair % batch, pair / batch, linear % tiles};
@@ -55,8 +51,8 @@ SAGEATTN_TILE_HD TileCoord tile_of_cta(int64_t linear, int64_t batch, int64_t he
 
 // Pairs per group for the longest-first order: as many pairs as keep about 24 MB of K/V codes
 // (seqlen_k x head_dim_padded x (1 + v_bytes) each) read at once, at least 1, at most all.
-SAGEATTN_TILE_HD int64_t causal_group(int64_t seqlen_k, int64_t head_dim_padded, int64_t v_bytes,
-                                      int64_t pairs) {
+SAGEATTN_HD int64_t causal_group(int64_t seqlen_k, int64_t head_dim_padded, int64_t v_bytes,
+                                 int64_t pairs) {
   const int64_t per_pair = seqlen_k * head_dim_padded * (1 + v_bytes);
   const int64_t g = per_pair > 0 ? (int64_t(24) << 20) / per_pair : pairs;
   return g < 1 ? 1 : g > pairs ? pairs : g;

@@ -111,16 +111,7 @@ struct TileConfig {
 inline constexpr TileConfig kSm80Tiles{128, 64, 32, 64};
 // The warp-specialized wgmma kernels (sm90a): three consumer warpgroups of 64 rows (192 per CTA),
 // 128-key steps, K groups of the shared quantizer's 64 tokens (two per step).
-// Experiment (bench/NOTES.md section 30): -DSAGEATTN_SM90_CONSUMERS=2 makes the CTA two consumer
-// warpgroups of 240 registers (128 rows), the shape the pipelined loop (-DSAGEATTN_SM90_PIPELINE)
-// needs; it must be set for every compiler (CUDA and C++) of the build, since block_q is part of
-// the reference's tiles (per-block Q granularity).
-#if !defined(SAGEATTN_SM90_CONSUMERS) || SAGEATTN_SM90_CONSUMERS == 3
 inline constexpr TileConfig kSm90Tiles{192, 128, 16, 64};
-#else
-static_assert(SAGEATTN_SM90_CONSUMERS == 2, "SAGEATTN_SM90_CONSUMERS: 3 or 2");
-inline constexpr TileConfig kSm90Tiles{128, 128, 16, 64};
-#endif
 
 // Head dims: any multiple of 8 in [kMinHeadDim, kMaxHeadDim].
 inline constexpr int kMinHeadDim = 8;

@@ -118,12 +118,7 @@ struct Shape {
   // Resident CTAs per SM, and the register cap (__launch_bounds__) that lets them fit without
   // spills (ptxas: hd64 48 registers, hd128 64, hd256 128; uncapped, ptxas spends 124-155
   // registers on ILP).
-  // Experiment (bench/NOTES.md section 29), off by default: -DSAGEATTN_KV_QUANT_CTAS_128=5 (48
-  // registers at hd128, 20 bytes of spills): one more tile in flight per SM at 1K.
-#ifndef SAGEATTN_KV_QUANT_CTAS_128
-#define SAGEATTN_KV_QUANT_CTAS_128 4
-#endif
-  static constexpr int kCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? SAGEATTN_KV_QUANT_CTAS_128 : 2;
+  static constexpr int kCtasPerSm = kDp == 64 ? 5 : kDp == 128 ? 4 : 2;
   static_assert(kDp % 64 == 0 && kDp <= 256, "padded head dims 64, 128, 256");
   static_assert(kThreads % kVecs == 0 && kBlock % kRowsPerPass == 0, "rows tile the block");
   // Every row a thread visits (r0 + j * kRowsPerPass) lies in the same K group: the per-thread
@@ -180,11 +175,7 @@ __device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
   if (evict_first) {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
   } else {
-#if SAGEATTN_KV_QUANT_STATS_EVICT_LAST  // experiment (bench/NOTES.md section 29), off by default
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol));
-#else
     asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(pol));
-#endif
   }
   return pol;
 }

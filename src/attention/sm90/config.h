@@ -27,13 +27,13 @@ inline constexpr int kBlockQ = kSm90Tiles.block_q;
 inline constexpr int kBlockK = kSm90Tiles.block_k;
 inline constexpr int kKBlock = kSm90Tiles.k_block;  // K quantization block (tokens)
 inline constexpr int kWarpgroupThreads = 128;
-inline constexpr int kConsumers = kBlockQ / 64;  // consumer warpgroups: 3 (2: SAGEATTN_SM90_CONSUMERS)
+inline constexpr int kConsumers = 3;  // consumer warpgroups
 inline constexpr int kThreads = kWarpgroupThreads * (kConsumers + 1);
 inline constexpr int kRowsPerConsumer = kBlockQ / kConsumers;
-// Registers per thread after setmaxnreg: 3 x 128 x 160 + 128 x 24 <= 64K (two consumers:
-// 2 x 128 x 240 + 128 x 24). At launch every thread holds 65536 / kThreads (__launch_bounds__);
-// setmaxnreg moves the producer's share to the consumers.
-inline constexpr int kConsumerRegs = kConsumers == 3 ? 160 : 240;
+// Registers per thread after setmaxnreg: 3 x 128 x 160 + 128 x 24 <= 64K. At launch every thread
+// holds 65536 / 512 = 128 (__launch_bounds__); setmaxnreg moves the producer's share to the
+// consumers.
+inline constexpr int kConsumerRegs = 160;
 inline constexpr int kProducerRegs = 24;
 // Named barrier ids (0 is __syncthreads).
 inline constexpr int kBarConsumers = 1;  // the consumer threads

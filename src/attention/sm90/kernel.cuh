@@ -16,11 +16,7 @@
 //              acc = acc * alpha + partial, two-level; fp16: acc rescaled by alpha first, then
 //              accumulated); wait; release the V stage. The loop is synchronous inside a
 //              warpgroup (160 registers do not hold two blocks in flight); the overlap of softmax
-//              and GEMMs comes from the three warpgroups sharing the SM. Experiment (off by
-//              default, bench/NOTES.md sections 28-30): a pipelined loop
-//              (-DSAGEATTN_SM90_PIPELINE=1: Q.K^T of the next block and P.V of this one in flight
-//              while the next block's softmax runs) in two consumer warpgroups of 240 registers
-//              (-DSAGEATTN_SM90_CONSUMERS=2, 128 rows per CTA).
+//              and GEMMs comes from the three warpgroups sharing the SM.
 //   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
 // The numerics are docs/NUMERICS.md §3 with the tiles kSm90Tiles (128-key softmax steps, K groups
 // of 64 keys: two dequantization factors per step); the CPU reference run with kSm90Tiles computes
@@ -38,7 +34,6 @@
 #include "attention/common/params.h"
 #include "attention/common/tile_io.cuh"
 #include "attention/sm90/config.h"
-#include "attention/sm90/tile_order.h"
 #include "common/ptx/hopper.cuh"
 #include "common/ptx/mma.cuh"
 #include "common/ptx/wgmma.cuh"
@@ -121,21 +116,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ float k_sc_smem[kStages][kBlockK / kKBlock][4];
 
   const int64_t tiles = query_tiles(p.seqlen_q);  // grid x = sequence * tiles + tile
-#if SAGEATTN_SM90_CAUSAL_ORDER  // experiment (tile_order.h, bench/NOTES.md section 31), off by default
-  const int64_t order_group =
-      p.mask == MaskMode::kCausal
-          ? causal_group(p.seqlen_k, kD, Cfg::kFp8 ? 1 : 2, p.batch * p.heads_q)
-          : 0;
-  const TileCoord tc = tile_of_cta(int64_t(blockIdx.y) * gridDim.x + blockIdx.x, p.batch,
-                                   p.heads_q, tiles, order_group);
-  const int64_t b = tc.b, h = tc.h;
-  const attn::SeqBounds sb = attn::seq_bounds(p, b);
-  const int64_t row0 = tc.tile * kBlockQ;
-#else
   const int64_t b = int64_t(blockIdx.x) / tiles, h = blockIdx.y;
   const attn::SeqBounds sb = attn::seq_bounds(p, b);
   const int64_t row0 = (int64_t(blockIdx.x) - b * tiles) * kBlockQ;
-#endif
   if (row0 >= sb.q_len) return;  // uniform: this tile lies past the sequence
   const int64_t hk = h / (p.heads_q / p.heads_kv);
   const int64_t bhk = b * p.heads_kv + hk;
@@ -278,19 +261,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #ifndef SAGEATTN_SM90_PV_OVERLAP
 #define SAGEATTN_SM90_PV_OVERLAP 1
 #endif
-  // Experiment (bench/NOTES.md sections 28-30), off by default: -DSAGEATTN_SM90_PIPELINE=1 pipelines
-  // each warpgroup's blocks: Q.K^T of block j + 1 and P.V of block j are issued together and the
-  // softmax of j + 1 runs while P.V(j) does (fp8 at hd128: its first 64-channel part; the second
-  // after the fold); =2 keeps both parts in flight (more registers). Meant for two consumer
-  // warpgroups (-DSAGEATTN_SM90_CONSUMERS=2, 240 registers): it does not fit 160 (section 28).
-#ifndef SAGEATTN_SM90_PIPELINE
-#define SAGEATTN_SM90_PIPELINE 0
-#endif
-  constexpr int kPipeline = SAGEATTN_SM90_PIPELINE;
-  static_assert(kPipeline >= 0 && kPipeline <= 2, "SAGEATTN_SM90_PIPELINE: 0, 1 or 2");
-  constexpr bool kPvOverlap = !kPipeline && Cfg::kFp8 && kPvParts > 1 && SAGEATTN_SM90_PV_OVERLAP;
-  constexpr int kPvEarly = kPipeline == 2 ? kPvParts : 1;  // P.V parts in flight beside the softmax
-  constexpr int kPartBufs = kPvOverlap ? kPvParts : kPipeline ? kPvEarly : 1;
+  constexpr bool kPvOverlap = Cfg::kFp8 && kPvParts > 1 && SAGEATTN_SM90_PV_OVERLAP;
+  constexpr int kPartBufs = kPvOverlap ? kPvParts : 1;
   float part[kPartBufs][kPartTiles][4];
   float alpha[2] = {0.0f, 0.0f};
   float k_sc[2];  // the K scales of the block in flight (its two 64-key groups blocks)
@@ -517,90 +489,40 @@ __global__ void __launch_bounds__(kThreads, 1)
     else softmax(j, std::true_type{});
   };
 
-  // P.V parts c0 .. kPvParts - 1 of block j, one after the other; fp8: each folded with a.
-  auto pv_serial = [&](int j, const float (&a)[2], int c0) {
-#pragma unroll
-    for (int c = c0; c < kPvParts; ++c) {
-      issue_pv(j, c);
+  for (int j = 0; j < my_blocks; ++j) {
+    SM90_TRACE(0);
+    issue_qk(j);
+    SM90_TRACE(2);
+    ptx::wgmma_wait<0>();
+    fence_s();
+    SM90_TRACE(4);
+    release(empty_k, j);
+    softmax_of(j);
+    pack_p();
+    if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
+    wait_v(j);
+    SM90_TRACE(3);
+    if constexpr (kPvOverlap) {
+      static_assert(kPvParts == 2, "the overlap is written for two halves");
+      issue_pv(j, 0);
+      issue_pv(j, 1);
+      ptx::wgmma_wait<1>();
+      fence_part(0);
+      fold(alpha, 0);
       ptx::wgmma_wait<0>();
       fence_pv();
-      if constexpr (Cfg::kFp8) fold(a, c);  // acc = acc * alpha + partial
-    }
-  };
-
-  if constexpr (kPipeline == 0) {
-    for (int j = 0; j < my_blocks; ++j) {
-      SM90_TRACE(0);
-      issue_qk(j);
-      SM90_TRACE(2);
-      ptx::wgmma_wait<0>();
-      fence_s();
-      SM90_TRACE(4);
-      release(empty_k, j);
-      softmax_of(j);
-      pack_p();
-      if constexpr (!Cfg::kFp8) fold(alpha, 0);  // fp16: acc *= alpha before P.V adds to it
-      wait_v(j);
-      SM90_TRACE(3);
-      if constexpr (kPvOverlap) {
-        static_assert(kPvParts == 2, "the overlap is written for two halves");
-        issue_pv(j, 0);
-        issue_pv(j, 1);
-        ptx::wgmma_wait<1>();
-        fence_part(0);
-        fold(alpha, 0);
+      fold(alpha, 1);
+    } else {
+#pragma unroll
+      for (int c = 0; c < kPvParts; ++c) {
+        issue_pv(j, c);
         ptx::wgmma_wait<0>();
         fence_pv();
-        fold(alpha, 1);
-      } else {
-        pv_serial(j, alpha, 0);
+        if constexpr (Cfg::kFp8) fold(alpha, c);  // acc = acc * alpha + partial
       }
-      SM90_TRACE(7);
-      release(empty_v, j);
     }
-  } else {
-    // Pipelined: P.V(j) is issued right after Q.K^T(j + 1); wgmma groups retire in commit order,
-    // so waiting until kPvEarly groups remain means Q.K^T(j + 1) is done, and the softmax of
-    // j + 1 runs while P.V(j) does. P(j) stays in pa until P.V(j) is done; alpha(j) in a_j.
-    // The last block has no successor: its P.V parts run one after the other (peeled: with the
-    // loop's `if (more)` inside, ptxas serialized every wgmma, NOTES 28).
-    if (my_blocks > 0) {
-      issue_qk(0);
-      ptx::wgmma_wait<0>();
-      fence_s();
-      release(empty_k, 0);
-      softmax_of(0);
-      pack_p();
-    }
-    for (int j = 0; j + 1 < my_blocks; ++j) {
-      const float a_j[2] = {alpha[0], alpha[1]};
-      issue_qk(j + 1);
-      if constexpr (!Cfg::kFp8) fold(a_j, 0);  // fp16: acc *= alpha(j) before P.V(j) adds to it
-      wait_v(j);
-#pragma unroll
-      for (int c = 0; c < kPvEarly; ++c) issue_pv(j, c);
-      ptx::wgmma_wait<kPvEarly>();
-      fence_s();
-      release(empty_k, j + 1);
-      softmax_of(j + 1);  // alpha = alpha(j + 1)
-      ptx::wgmma_wait<0>();
-      fence_pv();
-      if constexpr (Cfg::kFp8) {
-#pragma unroll
-        for (int c = 0; c < kPvEarly; ++c) fold(a_j, c);
-        pv_serial(j, a_j, kPvEarly);
-      }
-      release(empty_v, j);
-      pack_p();
-    }
-    if (my_blocks > 0) {
-      const int j = my_blocks - 1;
-      const float a_j[2] = {alpha[0], alpha[1]};
-      if constexpr (!Cfg::kFp8) fold(a_j, 0);
-      wait_v(j);
-      pv_serial(j, a_j, 0);
-      release(empty_v, j);
-    }
+    SM90_TRACE(7);
+    release(empty_v, j);
   }
   SM90_TRACE_PRINT;
   // Blocks of the CTA this warpgroup does not compute: its warps still release them, each after

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU test programs of one build variant under compute-sanitizer memcheck and racecheck, as
 # scripts/gpu_check.sh runs them for the default build: what a winning variant of bench/wip/*.sh
-# needs before it lands. Device call from the repository root (~250 s on an H100):
-#   bash bench/wip/sanitize_variant.sh "-DSAGEATTN_SM90_CONSUMERS=2 -DSAGEATTN_SM90_PIPELINE=2"
+# needs before it lands. Device call from the repository root (~150 s on an H100):
+#   bash bench/wip/sanitize_variant.sh "-DSOME_EXPERIMENT=1"
 # The flags go to the CUDA and C++ compilers alike (some set the reference's tiles). Builds in
 # build/sanitize (reconfigured each run, so no flags linger); logs under $OUT; a summary last.
 set -uo pipefail
@@ -16,6 +16,7 @@ cmake -S . -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=
     test_gpu_numerics test_gpu_quant >"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
 echo "== build $SECONDS s (flags: ${flags:-none})"
 for exe in "$bdir"/tests/test_gpu_*; do
+  [[ -f "$exe" && -x "$exe" && "$exe" != *.cmake ]] || continue  # gtest discovery files share the prefix
   n=$(basename "$exe")
   env SAGEATTN_TEST_QUICK=1 compute-sanitizer --tool memcheck --error-exitcode 1 "$exe" >"$out/memcheck_$n.log" 2>&1
   summary+=("memcheck $n rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck_$n.log" | tail -n 1)")

@@ -87,7 +87,7 @@ def main() -> int:
     print(f"model: Llama, {args.layers} layers, hidden {args.hidden}, {heads} heads of dim {args.head_dim}, "
           f"{args.kv_heads} kv heads, batch {args.batch} x {args.seq} tokens, {args.dtype}, "
           f"{torch.cuda.get_device_name()}, transformers {transformers.__version__}, sageattn {sageattn.__version__} "
-          f"(pv_mode {sageattn.resolve_pv_mode('auto', torch.cuda.current_device())})")
+          f"(pv_mode {sageattn.resolve_pv_mode('auto', torch.cuda.current_device(), args.head_dim)})")
     print(f"attention calls: {calls['sageattn']} on sageattn, {calls['torch fallback']} on torch's SDPA")
     print(f"last hidden state vs torch SDPA: cos {hid_cos:.6f}, rel-L1 {hid_l1:.5f}")
     print(f"logits vs torch SDPA: cos {log_cos:.6f}, rel-L1 {log_l1:.5f}, same top-1 token {same_top1:.4f}")

@@ -70,6 +70,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "common/check.h"
@@ -91,6 +92,36 @@ constexpr int kMaxKGroups = 4;     // K groups per block (per-thread granularity
 constexpr int kControlWords = 1;   // after the head and group counters: the ticket counter
 constexpr unsigned kSpinSleepNs = 128;
 constexpr int kEarlyVMaxBlocks = 32;  // early_v for heads of at most this many blocks (kv_quantize)
+
+// Probe (bench/NOTES.md section 32, Next 2), off by default: -DSAGEATTN_KV_QUANT_TRACE=1 times,
+// with the GPU's global timer (ns), the chain from a head's last stats arrival to its published
+// stats and the quantize items' waits for them, sums them over the launch and prints them from
+// the host after each launch (which it synchronizes). Not for production builds.
+#ifndef SAGEATTN_KV_QUANT_TRACE
+#define SAGEATTN_KV_QUANT_TRACE 0
+#endif
+enum TraceField : int {
+  kTraceHeads,        // heads published by their last stats item (not early_v)
+  kTraceChainNs,      // sum: last group arrival (arrive_last true) -> head published
+  kTraceGroupFoldNs,  // sum, same heads: last group arrival -> head arrival (the group fold)
+  kTraceQuantItems,   // quantize items of blocks with tokens
+  kTraceSpinItems,    // those that found their head unpublished
+  kTraceWaitNs,       // sum over all quantize items: thread 0's wait for the head's stats
+  kTraceStatsItems,   // stats items with tokens (not early_v)
+  kTraceStatsNs,      // sum: stats item entry (tile in flight) -> its group arrival returned
+  kTraceFields
+};
+#if SAGEATTN_KV_QUANT_TRACE
+__device__ unsigned long long g_trace[kTraceFields];
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ void trace_add(TraceField f, uint64_t v) {
+  atomicAdd(&g_trace[f], static_cast<unsigned long long>(v));
+}
+#endif
 
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
@@ -628,6 +659,10 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
                                            NextTicket& next) {
   using S = Shape<kDp>;
   if (blk >= max(hd.chunks, 1u)) return;  // a block past the sequence: nothing to add, no arrival
+#if SAGEATTN_KV_QUANT_TRACE
+  const uint64_t t_entry = global_ns();
+  uint64_t t_group = t_entry;
+#endif
   if (blk < hd.chunks) {
     const int rows = rows_of(hd, blk);
     ptx::cp_async_wait<S::kYoungerGroups>();
@@ -650,7 +685,13 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   const uint32_t g = blk / kGroupChunks, first = g * kGroupChunks;
   if (hd.chunks > 0) {  // (an empty sequence, blk 0, no record: on the head's counter directly)
     const uint32_t n = min(uint32_t(kGroupChunks), hd.chunks - first);
-    if (!arrive_last(group_counter(p, s.blocks, hd.bh, g), n, s_last)) return;  // a later one folds
+    const bool last = arrive_last(group_counter(p, s.blocks, hd.bh, g), n, s_last);
+#if SAGEATTN_KV_QUANT_TRACE
+    t_group = global_ns();
+    if (threadIdx.x == 0)
+      trace_add(kTraceStatsItems, 1), trace_add(kTraceStatsNs, t_group - t_entry);
+#endif
+    if (!last) return;  // a later one folds
     float acc[S::kChains];
     fold_records<kDp>(p, p.partials + (hd.bh * int64_t(s.blocks) + first) * S::kRecord,
                       static_cast<int>(n), false, false, buf, acc);
@@ -663,10 +704,20 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     __syncthreads();  // the group record is stored; every thread has read s_last
   }
   if (!arrive_last(head_counter(p, hd.bh), max(groups_of(hd), 1u), s_last)) return;
+#if SAGEATTN_KV_QUANT_TRACE
+  const uint64_t t_head = global_ns();
+#endif
   float acc[S::kChains];
   fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
                     static_cast<int>(groups_of(hd)), false, false, buf, acc);
   publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
+#if SAGEATTN_KV_QUANT_TRACE
+  if (threadIdx.x == 0 && hd.chunks > 0) {
+    trace_add(kTraceHeads, 1);
+    trace_add(kTraceChainNs, global_ns() - t_group);
+    trace_add(kTraceGroupFoldNs, t_head - t_group);
+  }
+#endif
 }
 
 // Thread 0: a deferred stats arrival on counter c (release: the loop's barrier ordered the
@@ -879,8 +930,19 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   }
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
-  if (threadIdx.x == 0)
+  if (threadIdx.x == 0) {
+#if SAGEATTN_KV_QUANT_TRACE
+    const uint64_t t0 = global_ns();
+    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
+    const bool spun = cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(
+                          *head_counter(p, hd.bh)).load(cuda::memory_order_relaxed) < target;
+    wait_for_counter(head_counter(p, hd.bh), target);
+    trace_add(kTraceQuantItems, 1), trace_add(kTraceSpinItems, spun ? 1 : 0);
+    trace_add(kTraceWaitNs, global_ns() - t0);
+#else
     wait_for_counter(head_counter(p, hd.bh), early_v ? hd.chunks : groups_of(hd) + 1u);
+#endif
+  }
   __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed
   quantize_block<kBf16, kDp>(p, hd, blocks, blk, rows, early_v, sk, sv, s_amax, s_km, s_vm,
                              s_vinv, next);
@@ -1069,9 +1131,33 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
 
   // Head, group and ticket counters in one memset (they are contiguous).
   SAGEATTN_CUDA_CHECK(cudaMemsetAsync(p.counters, 0, counter_words(p) * sizeof(uint32_t), stream));
+#if SAGEATTN_KV_QUANT_TRACE
+  void* trace = nullptr;
+  SAGEATTN_CUDA_CHECK(cudaGetSymbolAddress(&trace, g_trace));
+  SAGEATTN_CUDA_CHECK(cudaMemsetAsync(trace, 0, sizeof(g_trace), stream));
+#endif
   kv_quant_kernel<kBf16, kDp>
       <<<static_cast<unsigned>(grid), kThreads, kSmem, stream>>>(p, s, aligned, early_v);
   SAGEATTN_CUDA_CHECK_LAUNCH();
+#if SAGEATTN_KV_QUANT_TRACE
+  unsigned long long t[kTraceFields] = {};
+  SAGEATTN_CUDA_CHECK(cudaMemcpyAsync(t, trace, sizeof(t), cudaMemcpyDeviceToHost, stream));
+  SAGEATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  auto mean_us = [](unsigned long long ns, unsigned long long n) {
+    return n ? 1e-3 * ns / n : 0.0;
+  };
+  std::fprintf(stderr,
+               "kv_quant trace: hd %d grid %lld lead %u | stats items %llu, entry->arrival"
+               " %.2f us | heads %llu, chain (last group arrival -> published) %.2f us, of it"
+               " group fold %.2f us | quantize items %llu, %llu spun, wait %.2f us per item,"
+               " %.1f us per CTA\n",
+               kDp, static_cast<long long>(grid), s.lead, t[kTraceStatsItems],
+               mean_us(t[kTraceStatsNs], t[kTraceStatsItems]), t[kTraceHeads],
+               mean_us(t[kTraceChainNs], t[kTraceHeads]),
+               mean_us(t[kTraceGroupFoldNs], t[kTraceHeads]), t[kTraceQuantItems],
+               t[kTraceSpinItems], mean_us(t[kTraceWaitNs], t[kTraceQuantItems]),
+               1e-3 * t[kTraceWaitNs] / static_cast<double>(grid));
+#endif
 }
 
 }  // namespace

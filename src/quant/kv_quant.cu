@@ -100,6 +100,7 @@ constexpr int kEarlyVMaxBlocks = 32;  // early_v for heads of at most this many 
 #ifndef SAGEATTN_KV_QUANT_TRACE
 #define SAGEATTN_KV_QUANT_TRACE 0
 #endif
+#if SAGEATTN_KV_QUANT_TRACE
 enum TraceField : int {
   kTraceHeads,        // heads published by their last stats item (not early_v)
   kTraceChainNs,      // sum: last group arrival (arrive_last true) -> head published
@@ -111,7 +112,6 @@ enum TraceField : int {
   kTraceStatsNs,      // sum: stats item entry (tile in flight) -> its group arrival returned
   kTraceFields
 };
-#if SAGEATTN_KV_QUANT_TRACE
 __device__ unsigned long long g_trace[kTraceFields];
 __device__ __forceinline__ uint64_t global_ns() {
   uint64_t t;
@@ -931,16 +931,16 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
   if (threadIdx.x == 0) {
+    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
 #if SAGEATTN_KV_QUANT_TRACE
     const uint64_t t0 = global_ns();
-    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
     const bool spun = cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(
                           *head_counter(p, hd.bh)).load(cuda::memory_order_relaxed) < target;
+#endif
     wait_for_counter(head_counter(p, hd.bh), target);
+#if SAGEATTN_KV_QUANT_TRACE
     trace_add(kTraceQuantItems, 1), trace_add(kTraceSpinItems, spun ? 1 : 0);
     trace_add(kTraceWaitNs, global_ns() - t0);
-#else
-    wait_for_counter(head_counter(p, hd.bh), early_v ? hd.chunks : groups_of(hd) + 1u);
 #endif
   }
   __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/NOTES.md section 32, Next 2: how long is the quantizer's stats -> fold -> publish chain,
-# and how long do quantize items wait for it? Builds the CLI with -DSAGEATTN_KV_QUANT_TRACE=1
+# bench/NOTES.md sections 32-33: how long is the quantizer's stats -> fold -> publish chain, where
+# does its time go, and how long do quantize items wait for it? Builds the CLI with -DSAGEATTN_KV_QUANT_TRACE=1
 # (global-timer stamps, summed per launch and printed by the launcher, which synchronizes: the
 # bench's times are not meaningful in this build) and runs hd128 fp8 at 1K (B = 32), 4K (B = 8)
 # and 16K (B = 2), then 1K at slack 250 and 1000 and 4K at slack 50 / 200 / 600 for contrast.
@@ -9,7 +9,8 @@
 #   bash bench/wip/fold_trace.sh
 # Prints per problem the last launch's trace line: stats items and their entry -> arrival time,
 # heads and their chain (last group arrival -> published, of it the group fold), quantize items,
-# how many found their head unpublished, and the mean wait per item and per CTA.
+# how many found their head unpublished, the mean wait per item and per CTA, and the chain's five
+# steps (bench/NOTES.md section 33: the chain measured 14-24 us, not the 2-3 us predicted).
 set -uo pipefail
 out="${OUT:-/tmp/fold_trace_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader

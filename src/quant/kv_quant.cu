@@ -110,6 +110,11 @@ enum TraceField : int {
   kTraceWaitNs,       // sum over all quantize items: thread 0's wait for the head's stats
   kTraceStatsItems,   // stats items with tokens (not early_v)
   kTraceStatsNs,      // sum: stats item entry (tile in flight) -> its group arrival returned
+  // The chain's steps, summed over the same heads as kTraceChainNs (bench/NOTES.md section 33):
+  kTraceStepGroupFold,   // last group arrival -> its chunk records folded (fold_records)
+  kTraceStepGroupStore,  // -> the group record stored, the CTA's barrier passed
+  kTraceStepHeadArrive,  // -> thread 0's acq_rel arrival on the head's counter returned
+  kTraceStepHeadFold,    // -> the group records folded
   kTraceFields
 };
 __device__ unsigned long long g_trace[kTraceFields];
@@ -661,7 +666,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   if (blk >= max(hd.chunks, 1u)) return;  // a block past the sequence: nothing to add, no arrival
 #if SAGEATTN_KV_QUANT_TRACE
   const uint64_t t_entry = global_ns();
-  uint64_t t_group = t_entry;
+  uint64_t t_group = t_entry, t_folded = t_entry, t_stored = t_entry;
 #endif
   if (blk < hd.chunks) {
     const int rows = rows_of(hd, blk);
@@ -695,6 +700,9 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     float acc[S::kChains];
     fold_records<kDp>(p, p.partials + (hd.bh * int64_t(s.blocks) + first) * S::kRecord,
                       static_cast<int>(n), false, false, buf, acc);
+#if SAGEATTN_KV_QUANT_TRACE
+    t_folded = global_ns();
+#endif
     float* dst = p.group_partials + (hd.bh * kv_quant_groups(s.blocks) + g) * S::kRecord;
 #pragma unroll
     for (int k = 0; k < S::kChains; ++k) {
@@ -702,6 +710,9 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
       if (e % kDp < p.head_dim) dst[e] = acc[k];
     }
     __syncthreads();  // the group record is stored; every thread has read s_last
+#if SAGEATTN_KV_QUANT_TRACE
+    t_stored = global_ns();
+#endif
   }
   if (!arrive_last(head_counter(p, hd.bh), max(groups_of(hd), 1u), s_last)) return;
 #if SAGEATTN_KV_QUANT_TRACE
@@ -710,12 +721,19 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   float acc[S::kChains];
   fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
                     static_cast<int>(groups_of(hd)), false, false, buf, acc);
+#if SAGEATTN_KV_QUANT_TRACE
+  const uint64_t t_head_folded = global_ns();
+#endif
   publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
 #if SAGEATTN_KV_QUANT_TRACE
   if (threadIdx.x == 0 && hd.chunks > 0) {
     trace_add(kTraceHeads, 1);
     trace_add(kTraceChainNs, global_ns() - t_group);
     trace_add(kTraceGroupFoldNs, t_head - t_group);
+    trace_add(kTraceStepGroupFold, t_folded - t_group);
+    trace_add(kTraceStepGroupStore, t_stored - t_folded);
+    trace_add(kTraceStepHeadArrive, t_head - t_stored);
+    trace_add(kTraceStepHeadFold, t_head_folded - t_head);
   }
 #endif
 }
@@ -1150,13 +1168,20 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
                "kv_quant trace: hd %d grid %lld lead %u | stats items %llu, entry->arrival"
                " %.2f us | heads %llu, chain (last group arrival -> published) %.2f us, of it"
                " group fold %.2f us | quantize items %llu, %llu spun, wait %.2f us per item,"
-               " %.1f us per CTA\n",
+               " %.1f us per CTA | chain steps (us): group records folded %.2f, group record"
+               " stored %.2f, head arrival %.2f, group records folded %.2f, published %.2f\n",
                kDp, static_cast<long long>(grid), s.lead, t[kTraceStatsItems],
                mean_us(t[kTraceStatsNs], t[kTraceStatsItems]), t[kTraceHeads],
                mean_us(t[kTraceChainNs], t[kTraceHeads]),
                mean_us(t[kTraceGroupFoldNs], t[kTraceHeads]), t[kTraceQuantItems],
                t[kTraceSpinItems], mean_us(t[kTraceWaitNs], t[kTraceQuantItems]),
-               1e-3 * t[kTraceWaitNs] / static_cast<double>(grid));
+               1e-3 * t[kTraceWaitNs] / static_cast<double>(grid),
+               mean_us(t[kTraceStepGroupFold], t[kTraceHeads]),
+               mean_us(t[kTraceStepGroupStore], t[kTraceHeads]),
+               mean_us(t[kTraceStepHeadArrive], t[kTraceHeads]),
+               mean_us(t[kTraceStepHeadFold], t[kTraceHeads]),
+               mean_us(t[kTraceChainNs] - t[kTraceGroupFoldNs] -
+                           (t[kTraceStepHeadFold]), t[kTraceHeads]));
 #endif
 }
 

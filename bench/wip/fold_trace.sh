@@ -3,7 +3,8 @@
 # does its time go, and how long do quantize items wait for it? Builds the CLI with
 # -DSAGEATTN_KV_QUANT_TRACE=1 (global-timer stamps, summed per launch and printed by the launcher,
 # which synchronizes: the bench's times are not meaningful in this build) and runs hd128 fp8 at
-# 1K (B = 32), 4K (B = 8) and 16K (B = 2), then 1K at slack 250 and 1000 and 4K at slack 50 / 200 / 600 for contrast.
+# 1K (B = 32), 4K (B = 8) and 16K (B = 2), then 1K at slack 250 and 1000 and 4K at slack
+# 50 / 200 / 600 for contrast.
 # Then the default build (no probe) times 4K at the same slacks (e2e and kernel TFLOPS).
 # Device call from the repository root (~180 s on an H100, no carry):
 #   bash bench/wip/fold_trace.sh

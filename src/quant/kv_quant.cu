@@ -128,6 +128,19 @@ __device__ __forceinline__ void trace_add(TraceField f, uint64_t v) {
 }
 #endif
 
+// Experiment (bench/NOTES.md section 33 and its Next 2a), off by default:
+// -DSAGEATTN_KV_QUANT_SELF_FOLD=1 lets the quantize items of a head of at most kSelfFoldMaxGroups
+// groups fold the head's group records themselves (the fold's order and formulas: bit-identical
+// stats), so that they wait for the groups' arrivals only, not for the head's fold and publish:
+// the head level leaves the chain a quantize item waits on. The head's fold still publishes
+// the stats for the attention kernel, without dropping the group records' L2 lines.
+#ifndef SAGEATTN_KV_QUANT_SELF_FOLD
+#define SAGEATTN_KV_QUANT_SELF_FOLD 0
+#endif
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+constexpr uint32_t kSelfFoldMaxGroups = 8;
+#endif
+
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
 struct Shape {
@@ -255,6 +268,13 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
 __device__ __forceinline__ uint32_t groups_of(const Head& hd) {
   return (hd.chunks + kGroupChunks - 1) / kGroupChunks;
 }
+
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+// Whether the head's quantize items fold its group records themselves (a head with tokens).
+__device__ __forceinline__ bool self_folds(const Head& hd, bool early_v) {
+  return !early_v && groups_of(hd) <= kSelfFoldMaxGroups;
+}
+#endif
 
 // Counters (kv_quant.h, layout at the top of this file), for heads of `blocks` blocks.
 __device__ __forceinline__ uint32_t* head_counter(const KvQuantParams& p, int64_t bh) {
@@ -493,7 +513,7 @@ __device__ __forceinline__ float fold_add(int field, float acc, float x) {
 // launch rewrites them before reading): their dirty L2 lines are dropped instead of written back
 // to DRAM (2 KB per block at hd128, 4% of the DRAM traffic), except the K sums with keep_k_sums
 // (early_v: the quantize items fold their K mean from them).
-template <int kDp>
+template <int kDp, bool kKeepAll = false>
 __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bool two_level,
                              bool keep_k_sums, float* buf, float (&acc)[Shape<kDp>::kChains]) {
   using S = Shape<kDp>;
@@ -529,7 +549,8 @@ __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bo
     }
     __syncthreads();  // batch `batch` has landed for every thread's copies
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
-    const int first_line = keep_k_sums ? kLines / kPartialFields : 0;
+    // (kKeepAll: every line stays; SAGEATTN_KV_QUANT_SELF_FOLD's quantize items read them.)
+    const int first_line = kKeepAll ? kLines : keep_k_sums ? kLines / kPartialFields : 0;
     for (int l = tid; l < kBatch * kLines; l += kThreads) {
       const int r = batch * kBatch + l / kLines;
       if (r < n && l % kLines >= first_line)
@@ -561,6 +582,42 @@ __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bo
   }
 }
 
+// One channel's published stats from its folded fields (K sum, V sum, V min, V max), exactly as
+// the CPU reference computes them (publish_head; with SAGEATTN_KV_QUANT_SELF_FOLD also the
+// quantize items).
+struct ChannelStats {
+  float km, vm, scale, inv;
+  bool scaled;  // an fp16-mode channel with e != 0 (inv != 1)
+};
+__device__ __forceinline__ ChannelStats channel_stats(const KvQuantParams& p, const Head& hd,
+                                                      float ks, float vs, float vmin, float vmax) {
+  ChannelStats r{0.0f, 0.0f, 1.0f, 1.0f, false};
+  const float count = static_cast<float>(hd.len);
+  // An empty sequence has mean 0 (channel_mean); its amax comes out as -inf below, which
+  // the formulas turn into the reference's values for amax = 0.
+  if (p.smooth_k == Smoothing::kOn && hd.len > 0) r.km = __fdiv_rn(ks, count);
+  if (p.smooth_v == Smoothing::kOn && hd.len > 0) r.vm = __fdiv_rn(vs, count);
+  // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
+  const float amax = fmaxf(__fsub_rn(vmax, r.vm), __fsub_rn(r.vm, vmin));
+  if (!num::amax_is_finite(amax)) {
+    // A channel holding NaN or inf (amax +inf, or NaN through a non-finite mean): scale NaN,
+    // multiplier 1, as in the reference (docs/NUMERICS.md, "Special values").
+    r.scale = __int_as_float(0x7FC00000);
+    r.inv = 1.0f;
+  } else if (p.pv_mode == PvMode::kFp16) {
+    const int e = num::fp16_v_exponent(amax);
+    r.scaled = e != 0;
+    r.scale = ldexpf(1.0f, e);
+    r.inv = ldexpf(1.0f, -e);
+  } else {
+    const float range = p.pv_mode == PvMode::kFp8 ? kFp8E4M3Max : p.tiles.fp16acc_v_range();
+    const float a = fmaxf(amax, kMinAmax);
+    r.scale = __fdiv_rn(a, range);
+    r.inv = __fdiv_rn(range, a);
+  }
+  return r;
+}
+
 // The head's fold, after its records are folded into acc (fold_records: the group records of a
 // head, by the head's last group to arrive, or, with early_v, its chunk records, two-level, by its
 // quantize item of block 0): the K mean, V mean and V scales, exactly as the CPU reference
@@ -581,31 +638,9 @@ __device__ void publish_head(const KvQuantParams& p, const Head& hd, bool aligne
   if (c < kDp) {
     float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
     if (c < d) {
-      const float ks = buf[0 * kDp + c], vs = buf[1 * kDp + c];
-      const float vmin = buf[2 * kDp + c], vmax = buf[3 * kDp + c];
-      const float count = static_cast<float>(hd.len);
-      // An empty sequence has mean 0 (channel_mean); its amax comes out as -inf below, which
-      // the formulas turn into the reference's values for amax = 0.
-      if (p.smooth_k == Smoothing::kOn && hd.len > 0) km = __fdiv_rn(ks, count);
-      if (p.smooth_v == Smoothing::kOn && hd.len > 0) vm = __fdiv_rn(vs, count);
-      // max_t |v_t - vm| = max(vmax - vm, vm - vmin) exactly: fp32 subtraction is monotonic.
-      const float amax = fmaxf(__fsub_rn(vmax, vm), __fsub_rn(vm, vmin));
-      if (!num::amax_is_finite(amax)) {
-        // A channel holding NaN or inf (amax +inf, or NaN through a non-finite mean): scale NaN,
-        // multiplier 1, as in the reference (docs/NUMERICS.md, "Special values").
-        scale = __int_as_float(0x7FC00000);
-        inv = 1.0f;
-      } else if (p.pv_mode == PvMode::kFp16) {
-        const int e = num::fp16_v_exponent(amax);
-        scaled = e != 0;
-        scale = ldexpf(1.0f, e);
-        inv = ldexpf(1.0f, -e);
-      } else {
-        const float range = p.pv_mode == PvMode::kFp8 ? kFp8E4M3Max : p.tiles.fp16acc_v_range();
-        const float a = fmaxf(amax, kMinAmax);
-        scale = __fdiv_rn(a, range);
-        inv = __fdiv_rn(range, a);
-      }
+      const ChannelStats cs = channel_stats(p, hd, buf[0 * kDp + c], buf[1 * kDp + c],
+                                            buf[2 * kDp + c], buf[3 * kDp + c]);
+      km = cs.km, vm = cs.vm, scale = cs.scale, inv = cs.inv, scaled = cs.scaled;
     }
     const int64_t o = hd.bh * kDp + c;
     p.k_mean[o] = km;
@@ -719,6 +754,12 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   const uint64_t t_head = global_ns();
 #endif
   float acc[S::kChains];
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+  if (hd.chunks > 0 && self_folds(hd, early_v))  // its quantize items read the group records too
+    fold_records<kDp, true>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
+                            static_cast<int>(groups_of(hd)), false, false, buf, acc);
+  else
+#endif
   fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
                     static_cast<int>(groups_of(hd)), false, false, buf, acc);
 #if SAGEATTN_KV_QUANT_TRACE
@@ -779,6 +820,44 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
         __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
 }
 
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+// A self-folding head's stats, computed by its quantize item from the group records (acquired by
+// the wait for the groups' arrivals): the head fold's order (fold_records, one level, ascending
+// from fold_start) and formulas (channel_stats), so bit-identical to the published stats; into
+// s_km, s_vm, s_vinv (visible after the caller's next barrier).
+template <int kDp>
+__device__ void self_fold_stats(const KvQuantParams& p, const Head& hd, uint32_t blocks,
+                                float* s_km, float* s_vm, float* s_vinv) {
+  using S = Shape<kDp>;
+  __shared__ float s_fold[S::kRecord];  // the folded fields [K sum, V sum, V min, V max][dp]
+  const int d = static_cast<int>(p.head_dim), tid = fold_tid();
+  const int n = static_cast<int>(groups_of(hd));
+  const float* src = p.group_partials + hd.bh * kv_quant_groups(blocks) * S::kRecord;
+#pragma unroll
+  for (int k = 0; k < S::kChains; ++k) {
+    const int e = tid + k * kThreads, field = e / kDp;
+    float acc = fold_start(field);
+    if (e % kDp < d) {
+#pragma unroll 4
+      for (int r = 0; r < n; ++r) acc = fold_add(field, acc, __ldcg(src + int64_t(r) * S::kRecord + e));
+    }
+    s_fold[e] = acc;
+  }
+  __syncthreads();
+  for (int c = tid; c < kDp; c += kThreads) {
+    float km = 0.0f, vm = 0.0f, inv = 1.0f;
+    if (c < d) {
+      const ChannelStats cs = channel_stats(p, hd, s_fold[0 * kDp + c], s_fold[1 * kDp + c],
+                                            s_fold[2 * kDp + c], s_fold[3 * kDp + c]);
+      km = cs.km, vm = cs.vm, inv = cs.inv;
+    }
+    s_km[c] = km;
+    s_vm[c] = vm;
+    s_vinv[c] = inv;
+  }
+}
+#endif
+
 // Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
 // early_v: only K (its tile alone was loaded; the stats items and the fold wrote V), and the head's
 // chunk records are all written but not yet folded: the K mean is folded here from their K sums,
@@ -824,10 +903,17 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
       s_km[tid] = km;
     }
   } else {
-    for (int c = tid; c < kDp; c += kThreads) {
-      s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
-      s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
-      s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+    if (self_folds(hd, early_v)) {
+      self_fold_stats<kDp>(p, hd, blocks, s_km, s_vm, s_vinv);
+    } else
+#endif
+    {
+      for (int c = tid; c < kDp; c += kThreads) {
+        s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
+        s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
+        s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
+      }
     }
   }
   ptx::cp_async_wait<S::kYoungerGroups>();
@@ -949,7 +1035,12 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
   if (threadIdx.x == 0) {
+#if SAGEATTN_KV_QUANT_SELF_FOLD
+    // Self-folding heads: the groups' arrivals (their records), not the publication.
+    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + (self_folds(hd, early_v) ? 0u : 1u);
+#else
     const uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
+#endif
 #if SAGEATTN_KV_QUANT_TRACE
     const uint64_t t0 = global_ns();
     const bool spun = cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(

@@ -754,14 +754,14 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   const uint64_t t_head = global_ns();
 #endif
   float acc[S::kChains];
+  const float* const records = p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord;
+  const int groups = static_cast<int>(groups_of(hd));
 #if SAGEATTN_KV_QUANT_SELF_FOLD
   if (hd.chunks > 0 && self_folds(hd, early_v))  // its quantize items read the group records too
-    fold_records<kDp, true>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
-                            static_cast<int>(groups_of(hd)), false, false, buf, acc);
+    fold_records<kDp, true>(p, records, groups, false, false, buf, acc);
   else
 #endif
-  fold_records<kDp>(p, p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord,
-                    static_cast<int>(groups_of(hd)), false, false, buf, acc);
+  fold_records<kDp>(p, records, groups, false, false, buf, acc);
 #if SAGEATTN_KV_QUANT_TRACE
   const uint64_t t_head_folded = global_ns();
 #endif
@@ -839,7 +839,8 @@ __device__ void self_fold_stats(const KvQuantParams& p, const Head& hd, uint32_t
     float acc = fold_start(field);
     if (e % kDp < d) {
 #pragma unroll 4
-      for (int r = 0; r < n; ++r) acc = fold_add(field, acc, __ldcg(src + int64_t(r) * S::kRecord + e));
+      for (int r = 0; r < n; ++r)
+        acc = fold_add(field, acc, __ldcg(src + int64_t(r) * S::kRecord + e));
     }
     s_fold[e] = acc;
   }
@@ -1035,11 +1036,9 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   const int rows = rows_of(hd, blk);
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
   if (threadIdx.x == 0) {
+    uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
 #if SAGEATTN_KV_QUANT_SELF_FOLD
-    // Self-folding heads: the groups' arrivals (their records), not the publication.
-    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + (self_folds(hd, early_v) ? 0u : 1u);
-#else
-    const uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
+    if (self_folds(hd, early_v)) target -= 1u;  // the groups' arrivals, not the publication
 #endif
 #if SAGEATTN_KV_QUANT_TRACE
     const uint64_t t0 = global_ns();
@@ -1271,8 +1270,8 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
                mean_us(t[kTraceStepGroupStore], t[kTraceHeads]),
                mean_us(t[kTraceStepHeadArrive], t[kTraceHeads]),
                mean_us(t[kTraceStepHeadFold], t[kTraceHeads]),
-               mean_us(t[kTraceChainNs] - t[kTraceGroupFoldNs] -
-                           (t[kTraceStepHeadFold]), t[kTraceHeads]));
+               mean_us(t[kTraceChainNs] - t[kTraceGroupFoldNs] - t[kTraceStepHeadFold],
+                       t[kTraceHeads]));
 #endif
 }
 

@@ -129,16 +129,11 @@ __device__ __forceinline__ void trace_add(TraceField f, uint64_t v) {
 #endif
 
 // Experiment (bench/NOTES.md section 33 and its Next 2a), off by default:
-// -DSAGEATTN_KV_QUANT_SELF_FOLD=1 lets the quantize items of a head of at most kSelfFoldMaxGroups
-// groups fold the head's group records themselves (the fold's order and formulas: bit-identical
-// stats), so that they wait for the groups' arrivals only, not for the head's fold and publish:
-// the head level leaves the chain a quantize item waits on. The head's fold still publishes
-// the stats for the attention kernel, without dropping the group records' L2 lines.
-#ifndef SAGEATTN_KV_QUANT_SELF_FOLD
-#define SAGEATTN_KV_QUANT_SELF_FOLD 0
-#endif
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-constexpr uint32_t kSelfFoldMaxGroups = 8;
+// -DSAGEATTN_KV_QUANT_V_STAGE=1 stages a block's fp8 V codes in shared memory so that each
+// channel's 64-byte run is stored whole (bench/NOTES.md section 34: the quantizer is bound by L2
+// traffic, and the direct 16-byte stores of the transposed V wrote half sectors).
+#ifndef SAGEATTN_KV_QUANT_V_STAGE
+#define SAGEATTN_KV_QUANT_V_STAGE 0
 #endif
 
 // Compile-time shape of a work item for the padded head dim kDp.
@@ -268,13 +263,6 @@ __device__ __forceinline__ Head head_of(const KvQuantParams& p, uint32_t bh) {
 __device__ __forceinline__ uint32_t groups_of(const Head& hd) {
   return (hd.chunks + kGroupChunks - 1) / kGroupChunks;
 }
-
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-// Whether the head's quantize items fold its group records themselves (a head with tokens).
-__device__ __forceinline__ bool self_folds(const Head& hd, bool early_v) {
-  return !early_v && groups_of(hd) <= kSelfFoldMaxGroups;
-}
-#endif
 
 // Counters (kv_quant.h, layout at the top of this file), for heads of `blocks` blocks.
 __device__ __forceinline__ uint32_t* head_counter(const KvQuantParams& p, int64_t bh) {
@@ -513,7 +501,7 @@ __device__ __forceinline__ float fold_add(int field, float acc, float x) {
 // launch rewrites them before reading): their dirty L2 lines are dropped instead of written back
 // to DRAM (2 KB per block at hd128, 4% of the DRAM traffic), except the K sums with keep_k_sums
 // (early_v: the quantize items fold their K mean from them).
-template <int kDp, bool kKeepAll = false>
+template <int kDp>
 __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bool two_level,
                              bool keep_k_sums, float* buf, float (&acc)[Shape<kDp>::kChains]) {
   using S = Shape<kDp>;
@@ -549,8 +537,7 @@ __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bo
     }
     __syncthreads();  // batch `batch` has landed for every thread's copies
     constexpr int kLines = kRecord * 4 / 128;  // 128-byte lines per record (records are aligned)
-    // (kKeepAll: every line stays; SAGEATTN_KV_QUANT_SELF_FOLD's quantize items read them.)
-    const int first_line = kKeepAll ? kLines : keep_k_sums ? kLines / kPartialFields : 0;
+    const int first_line = keep_k_sums ? kLines / kPartialFields : 0;
     for (int l = tid; l < kBatch * kLines; l += kThreads) {
       const int r = batch * kBatch + l / kLines;
       if (r < n && l % kLines >= first_line)
@@ -583,8 +570,7 @@ __device__ void fold_records(const KvQuantParams& p, const float* src, int n, bo
 }
 
 // One channel's published stats from its folded fields (K sum, V sum, V min, V max), exactly as
-// the CPU reference computes them (publish_head; with SAGEATTN_KV_QUANT_SELF_FOLD also the
-// quantize items).
+// the CPU reference computes them (publish_head).
 struct ChannelStats {
   float km, vm, scale, inv;
   bool scaled;  // an fp16-mode channel with e != 0 (inv != 1)
@@ -756,11 +742,6 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   float acc[S::kChains];
   const float* const records = p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord;
   const int groups = static_cast<int>(groups_of(hd));
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-  if (hd.chunks > 0 && self_folds(hd, early_v))  // its quantize items read the group records too
-    fold_records<kDp, true>(p, records, groups, false, false, buf, acc);
-  else
-#endif
   fold_records<kDp>(p, records, groups, false, false, buf, acc);
 #if SAGEATTN_KV_QUANT_TRACE
   const uint64_t t_head_folded = global_ns();
@@ -820,45 +801,6 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
         __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
 }
 
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-// A self-folding head's stats, computed by its quantize item from the group records (acquired by
-// the wait for the groups' arrivals): the head fold's order (fold_records, one level, ascending
-// from fold_start) and formulas (channel_stats), so bit-identical to the published stats; into
-// s_km, s_vm, s_vinv (visible after the caller's next barrier).
-template <int kDp>
-__device__ void self_fold_stats(const KvQuantParams& p, const Head& hd, uint32_t blocks,
-                                float* s_km, float* s_vm, float* s_vinv) {
-  using S = Shape<kDp>;
-  __shared__ float s_fold[S::kRecord];  // the folded fields [K sum, V sum, V min, V max][dp]
-  const int d = static_cast<int>(p.head_dim), tid = fold_tid();
-  const int n = static_cast<int>(groups_of(hd));
-  const float* src = p.group_partials + hd.bh * kv_quant_groups(blocks) * S::kRecord;
-#pragma unroll
-  for (int k = 0; k < S::kChains; ++k) {
-    const int e = tid + k * kThreads, field = e / kDp;
-    float acc = fold_start(field);
-    if (e % kDp < d) {
-#pragma unroll 4
-      for (int r = 0; r < n; ++r)
-        acc = fold_add(field, acc, __ldcg(src + int64_t(r) * S::kRecord + e));
-    }
-    s_fold[e] = acc;
-  }
-  __syncthreads();
-  for (int c = tid; c < kDp; c += kThreads) {
-    float km = 0.0f, vm = 0.0f, inv = 1.0f;
-    if (c < d) {
-      const ChannelStats cs = channel_stats(p, hd, s_fold[0 * kDp + c], s_fold[1 * kDp + c],
-                                            s_fold[2 * kDp + c], s_fold[3 * kDp + c]);
-      km = cs.km, vm = cs.vm, inv = cs.inv;
-    }
-    s_km[c] = km;
-    s_vm[c] = vm;
-    s_vinv[c] = inv;
-  }
-}
-#endif
-
 // Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
 // early_v: only K (its tile alone was loaded; the stats items and the fold wrote V), and the head's
 // chunk records are all written but not yet folded: the K mean is folded here from their K sums,
@@ -904,17 +846,10 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
       s_km[tid] = km;
     }
   } else {
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-    if (self_folds(hd, early_v)) {
-      self_fold_stats<kDp>(p, hd, blocks, s_km, s_vm, s_vinv);
-    } else
-#endif
-    {
-      for (int c = tid; c < kDp; c += kThreads) {
-        s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
-        s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
-        s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
-      }
+    for (int c = tid; c < kDp; c += kThreads) {
+      s_km[c] = __ldcg(p.k_mean + bh * kDp + c);
+      s_vm[c] = __ldcg(p.v_mean + bh * kDp + c);
+      s_vinv[c] = __ldcg(p.v_inv + bh * kDp + c);
     }
   }
   ptx::cp_async_wait<S::kYoungerGroups>();
@@ -988,6 +923,12 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   // 2t, 2t+1, 8+2t, 9+2t (k-positions 4t .. 4t+3). A warp reads 32 consecutive pairs of a row
   // (128 bytes): conflict-free.
   constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
+#if SAGEATTN_KV_QUANT_V_STAGE
+  // The block's V codes, staged for whole-sector stores (below); free again at the next item
+  // (the main loop's barrier between items).
+  __shared__ __align__(16) uint8_t s_vstage[kDp * kBlock];
+  static_assert(kDp * kBlock == kPairs * 128, "a pair's 2 x 64 codes fill one 128-byte slot");
+#endif
 #pragma unroll
   for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
     const int i = tid + j * kThreads;
@@ -1015,10 +956,41 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
         w1[t] = e4m3x2(y1[0], y1[1]) | (e4m3x2(y1[2], y1[3]) << 16);
       }
     }
+#if SAGEATTN_KV_QUANT_V_STAGE
+    // Staged: pair c / 2's 128-byte slot holds its 8 runs (channel c + which, quarter q) at
+    // 16-byte position (2q + which) ^ (pair % 8): a quarter warp (8 consecutive pairs, one q)
+    // writes 8 distinct bank groups.
+    const int pr = c / 2;
+    *reinterpret_cast<uint4*>(s_vstage + pr * 128 + (((2 * q) ^ (pr & 7)) * 16)) =
+        make_uint4(w0[0], w0[1], w0[2], w0[3]);
+    *reinterpret_cast<uint4*>(s_vstage + pr * 128 + (((2 * q + 1) ^ (pr & 7)) * 16)) =
+        make_uint4(w1[0], w1[1], w1[2], w1[3]);
+#else
     uint8_t* dst = static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 + 16 * q;
     __stcs(reinterpret_cast<uint4*>(dst), make_uint4(w0[0], w0[1], w0[2], w0[3]));
     __stcs(reinterpret_cast<uint4*>(dst + np), make_uint4(w1[0], w1[1], w1[2], w1[3]));
+#endif
   }
+#if SAGEATTN_KV_QUANT_V_STAGE
+  // Each channel's 64 codes of the block are one 64-byte run in v_codes: four consecutive lanes
+  // store it (two whole 32-byte sectors per run, 16 per warp instruction), instead of four
+  // warps storing a 16-byte half sector each. Run u: channel u / 4, quarter u % 4; a quarter warp
+  // reads one pair's 128-byte slot (conflict-free).
+  __syncthreads();  // the staged codes are visible
+  constexpr int kRuns = kDp * 4;
+  static_assert(kRuns % kThreads == 0 || kThreads % kRuns == 0, "runs tile the block");
+#pragma unroll
+  for (int j = 0; j < (kRuns + kThreads - 1) / kThreads; ++j) {
+    const int u = tid + j * kThreads;
+    if (kRuns % kThreads != 0 && u >= kRuns) break;
+    const int c = u / 4, q = u % 4, pr = c / 2;
+    const uint4 w = *reinterpret_cast<const uint4*>(
+        s_vstage + pr * 128 + (((2 * q + (c & 1)) ^ (pr & 7)) * 16));
+    __stcs(reinterpret_cast<uint4*>(static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 +
+                                    16 * q),
+           w);
+  }
+#endif
 }
 
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not
@@ -1037,9 +1009,6 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   if (threadIdx.x < kMaxKGroups) s_amax[threadIdx.x] = 0.0f;
   if (threadIdx.x == 0) {
     uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
-#if SAGEATTN_KV_QUANT_SELF_FOLD
-    if (self_folds(hd, early_v)) target -= 1u;  // the groups' arrivals, not the publication
-#endif
 #if SAGEATTN_KV_QUANT_TRACE
     const uint64_t t0 = global_ns();
     const bool spun = cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(

@@ -128,14 +128,6 @@ __device__ __forceinline__ void trace_add(TraceField f, uint64_t v) {
 }
 #endif
 
-// Experiment (bench/NOTES.md section 33 and its Next 2a), off by default:
-// -DSAGEATTN_KV_QUANT_V_STAGE=1 stages a block's fp8 V codes in shared memory so that each
-// channel's 64-byte run is stored whole (bench/NOTES.md section 34: the quantizer is bound by L2
-// traffic, and the direct 16-byte stores of the transposed V wrote half sectors).
-#ifndef SAGEATTN_KV_QUANT_V_STAGE
-#define SAGEATTN_KV_QUANT_V_STAGE 0
-#endif
-
 // Compile-time shape of a work item for the padded head dim kDp.
 template <int kDp>
 struct Shape {
@@ -923,12 +915,11 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   // 2t, 2t+1, 8+2t, 9+2t (k-positions 4t .. 4t+3). A warp reads 32 consecutive pairs of a row
   // (128 bytes): conflict-free.
   constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
-#if SAGEATTN_KV_QUANT_V_STAGE
-  // The block's V codes, staged for whole-sector stores (below); free again at the next item
-  // (the main loop's barrier between items).
+  // The block's V codes, staged for whole-sector stores (below; bench/NOTES.md section 35: the
+  // quantizer is bound by L2 traffic, and direct 16-byte stores of the transposed V wrote half
+  // sectors); free again at the next item (the main loop's barrier between items).
   __shared__ __align__(16) uint8_t s_vstage[kDp * kBlock];
   static_assert(kDp * kBlock == kPairs * 128, "a pair's 2 x 64 codes fill one 128-byte slot");
-#endif
 #pragma unroll
   for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
     const int i = tid + j * kThreads;
@@ -956,7 +947,6 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
         w1[t] = e4m3x2(y1[0], y1[1]) | (e4m3x2(y1[2], y1[3]) << 16);
       }
     }
-#if SAGEATTN_KV_QUANT_V_STAGE
     // Staged: pair c / 2's 128-byte slot holds its 8 runs (channel c + which, quarter q) at
     // 16-byte position (2q + which) ^ (pair % 8): a quarter warp (8 consecutive pairs, one q)
     // writes 8 distinct bank groups.
@@ -965,13 +955,7 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
         make_uint4(w0[0], w0[1], w0[2], w0[3]);
     *reinterpret_cast<uint4*>(s_vstage + pr * 128 + (((2 * q + 1) ^ (pr & 7)) * 16)) =
         make_uint4(w1[0], w1[1], w1[2], w1[3]);
-#else
-    uint8_t* dst = static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 + 16 * q;
-    __stcs(reinterpret_cast<uint4*>(dst), make_uint4(w0[0], w0[1], w0[2], w0[3]));
-    __stcs(reinterpret_cast<uint4*>(dst + np), make_uint4(w1[0], w1[1], w1[2], w1[3]));
-#endif
   }
-#if SAGEATTN_KV_QUANT_V_STAGE
   // Each channel's 64 codes of the block are one 64-byte run in v_codes: four consecutive lanes
   // store it (two whole 32-byte sectors per run, 16 per warp instruction), instead of four
   // warps storing a 16-byte half sector each. Run u: channel u / 4, quarter u % 4; a quarter warp
@@ -990,7 +974,6 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
                                     16 * q),
            w);
   }
-#endif
 }
 
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not

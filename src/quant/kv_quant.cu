@@ -19,7 +19,9 @@
 //                 `lead` items, see choose_lead), spin until the head's stats are published
 //                 (acquire), then from shared memory: K amax per group, int8 K codes (8-byte
 //                 stores), fp8 V transposed into [channel][token] (each thread builds 16
-//                 permuted codes of two channels in registers: two 16-byte stores) or fp16 V.
+//                 permuted codes of two channels in registers and stages them in shared
+//                 memory; after a barrier, 4 lanes store each channel's 64-byte run: whole
+//                 32-byte sectors, bench/NOTES.md section 35) or fp16 V.
 // A block past a sequence's end is padding: its quantize item writes zeros and waits for nothing.
 // early_v (kv_quant.h; fp16 mode, V not smoothed, short heads): the stats item also writes the
 // block's V codes, unscaled; the quantize item loads only K, waits for the head's stats arrivals

@@ -86,6 +86,48 @@ inline constexpr int kTracePoints = 10;
 #define SM90_TRACE_PRINT
 #endif
 
+// Probe (bench/NOTES.md section 36), off by default: -DSAGEATTN_SM90_CTA_TRACE=1 times each CTA's
+// phases with the GPU's global timer (ns) and sums them over the launch: setup (entry -> the
+// mbarriers initialized), the Q prologue (entry -> its last barrier), the first K tile's wait
+// after it, each consumer warpgroup's loop and epilogue, and the gap on an SM between a CTA's last
+// warpgroup end and the next CTA's entry. launch_kernel.cuh prints the sums after each launch
+// (which it synchronizes). Not for production builds.
+#ifndef SAGEATTN_SM90_CTA_TRACE
+#define SAGEATTN_SM90_CTA_TRACE 0
+#endif
+#if SAGEATTN_SM90_CTA_TRACE
+enum CtaTraceField : int {
+  kCtaTraceCtas,        // CTAs with rows (those that did not return at once)
+  kCtaTraceSetupNs,     // sum: entry -> mbarriers initialized (thread 0)
+  kCtaTracePrologueNs,  // sum: entry -> the Q prologue's last barrier (consumer thread 0)
+  kCtaTraceFirstKNs,    // sum: that barrier -> the first K tile landed, where it landed later
+  kCtaTraceWgs,         // consumer warpgroups (each counted once: warp 0, lane 0)
+  kCtaTraceLoopNs,      // sum over warpgroups: prologue barrier -> its loop's end
+  kCtaTraceEpilogueNs,  // sum over warpgroups: loop end -> its stores issued
+  kCtaTraceGaps,        // CTAs that found an earlier CTA's end on their SM (< 100 us before)
+  kCtaTraceGapNs,       // sum: the SM's last warpgroup end of the earlier CTA -> this entry
+  kCtaTraceFirstEntry,  // min entry (atomicMin)
+  kCtaTraceLastEnd,     // max warpgroup end (atomicMax)
+  kCtaTraceFields
+};
+// Internal linkage: each instantiation file has its own copy, read by its own launcher.
+static __device__ unsigned long long g_cta_trace[kCtaTraceFields];
+static __device__ unsigned long long g_cta_sm_end[1024];  // by %smid: the last warpgroup end
+__device__ __forceinline__ unsigned long long cta_trace_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned cta_trace_smid() {
+  unsigned id;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
+  return id;
+}
+#define SM90_CTA_TRACE(x) x
+#else
+#define SM90_CTA_TRACE(x)
+#endif
+
 template <int kHeadDim, PvMode kMode>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tm_k,
@@ -136,7 +178,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+#if SAGEATTN_SM90_CTA_TRACE
+  // Kept in shared memory, not registers, so that the probe adds nothing live across the loop:
+  // [0] the CTA's entry, [1 + cw] warpgroup cw's end of the prologue (written and read by its
+  // warp 0, lane 0), [1 + kConsumers] the first K tile's arrival (the K-scale thread observes it;
+  // read at the end, long after: a probe's liberty).
+  __shared__ unsigned long long s_cta_t[2 + kConsumers];
+#endif
   if (tid == 0) {
+#if SAGEATTN_SM90_CTA_TRACE
+    const unsigned long long t_entry = cta_trace_ns();
+    s_cta_t[0] = t_entry;
+    s_cta_t[1 + kConsumers] = 0;
+    const unsigned long long prev_end = atomicAdd(&g_cta_sm_end[cta_trace_smid() % 1024], 0ull);
+    atomicAdd(&g_cta_trace[kCtaTraceCtas], 1ull);
+    atomicMin(&g_cta_trace[kCtaTraceFirstEntry], t_entry);
+    if (prev_end != 0 && prev_end <= t_entry && t_entry - prev_end < 100000ull) {
+      atomicAdd(&g_cta_trace[kCtaTraceGaps], 1ull);
+      atomicAdd(&g_cta_trace[kCtaTraceGapNs], t_entry - prev_end);
+    }
+#endif
     for (int s = 0; s < kStages; ++s) {
       ptx::mbar_init(&full_k[s], 2);  // the TMA thread (expect_tx) and the K-scale thread
       ptx::mbar_init(&full_v[s], 1);
@@ -144,6 +205,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       ptx::mbar_init(&empty_v[s], kConsumers * 4);
     }
     ptx::mbar_init_fence();
+    SM90_CTA_TRACE(atomicAdd(&g_cta_trace[kCtaTraceSetupNs], cta_trace_ns() - s_cta_t[0]);)
   }
   __syncthreads();
 
@@ -195,6 +257,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 4; ++i) k_sc_smem[s][half][i] = v[half][i];
         ptx::mbar_arrive(&full_k[s]);
+#if SAGEATTN_SM90_CTA_TRACE
+        if (j == 0) {  // observes the first K tile's arrival (the consumers wait for the same phase)
+          ptx::mbar_wait(&full_k[0], 0u);
+          s_cta_t[1 + kConsumers] = cta_trace_ns();
+        }
+#endif
       }
     }
     return;
@@ -220,6 +288,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       });
   ptx::fence_proxy_async();  // the Q tile, written by threads, is read by wgmma
   ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads);
+#if SAGEATTN_SM90_CTA_TRACE
+  if (warp % 4 == 0 && lane == 0) s_cta_t[1 + cw] = cta_trace_ns();
+#endif
 
   const int r_local = cw * kRowsPerConsumer + w4 * 16 + g;  // this thread's rows: r_local, r_local + 8
   // Every granularity gives rows r_local and r_local + 8 one Q group (warp_q = 16 rows; per-thread
@@ -535,6 +606,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     release(empty_v, j);
   }
 
+  SM90_CTA_TRACE(const unsigned long long t_loop = cta_trace_ns();)
   // ---- epilogue ----
   const float* vs = p.v_scales + bhk * kD;
   const float* vmn = p.v_mean + bhk * kD;
@@ -557,6 +629,22 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int hr = 0; hr < 2; ++hr)
       if (in_seq[hr]) attn::store_lse(p, sb, b, h, row_lo + 8 * hr, m_row[hr], l[hr], kPOffset, q_km[r_local + 8 * hr]);
   }
+#if SAGEATTN_SM90_CTA_TRACE
+  __syncwarp();
+  if (warp % 4 == 0 && lane == 0) {
+    const unsigned long long t_end = cta_trace_ns();
+    atomicAdd(&g_cta_trace[kCtaTraceWgs], 1ull);
+    atomicAdd(&g_cta_trace[kCtaTraceLoopNs], t_loop - s_cta_t[1 + cw]);
+    atomicAdd(&g_cta_trace[kCtaTraceEpilogueNs], t_end - t_loop);
+    atomicMax(&g_cta_trace[kCtaTraceLastEnd], t_end);
+    atomicMax(&g_cta_sm_end[cta_trace_smid() % 1024], t_end);
+    if (ctid == 0) {
+      const unsigned long long t_prologue = s_cta_t[1], t_k0 = s_cta_t[1 + kConsumers];
+      atomicAdd(&g_cta_trace[kCtaTracePrologueNs], t_prologue - s_cta_t[0]);
+      if (t_k0 > t_prologue) atomicAdd(&g_cta_trace[kCtaTraceFirstKNs], t_k0 - t_prologue);
+    }
+  }
+#endif
 #else
   (void)p, (void)tm_k, (void)tm_v;
   __trap();

@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader
 { cmake -S . -B build/ctr -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
     -DSAGEATTN_BUILD_TESTS=OFF -DSAGEATTN_BUILD_PYTHON=OFF -DSAGEATTN_BUILD_FUZZ=OFF \
     "-DCMAKE_CUDA_FLAGS=-DSAGEATTN_SM90_CTA_TRACE=1" &&
-  cmake --build build/ctr -j 6 --target sageattn_cli; } >"$out/build_ctr.log" 2>&1 &
+  cmake --build build/ctr -j "$([ "${CT_CHECK:-1}" = 1 ] && echo 6 || echo 16)" --target sageattn_cli; } >"$out/build_ctr.log" 2>&1 &
 builder=$!
 if [ "${CT_CHECK:-1}" = 1 ]; then
   GPU_CHECK_PYTHON=0 OUT="$out/check" bash scripts/gpu_check.sh >"$out/gpu_check.log" 2>&1

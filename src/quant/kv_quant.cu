@@ -120,11 +120,6 @@ enum TraceField : int {
   kTraceFields
 };
 __device__ unsigned long long g_trace[kTraceFields];
-__device__ __forceinline__ uint64_t global_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
 __device__ __forceinline__ void trace_add(TraceField f, uint64_t v) {
   atomicAdd(&g_trace[f], static_cast<unsigned long long>(v));
 }
@@ -680,7 +675,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
   using S = Shape<kDp>;
   if (blk >= max(hd.chunks, 1u)) return;  // a block past the sequence: nothing to add, no arrival
 #if SAGEATTN_KV_QUANT_TRACE
-  const uint64_t t_entry = global_ns();
+  const uint64_t t_entry = ptx::globaltimer_ns();
   uint64_t t_group = t_entry, t_folded = t_entry, t_stored = t_entry;
 #endif
   if (blk < hd.chunks) {
@@ -707,7 +702,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     const uint32_t n = min(uint32_t(kGroupChunks), hd.chunks - first);
     const bool last = arrive_last(group_counter(p, s.blocks, hd.bh, g), n, s_last);
 #if SAGEATTN_KV_QUANT_TRACE
-    t_group = global_ns();
+    t_group = ptx::globaltimer_ns();
     if (threadIdx.x == 0)
       trace_add(kTraceStatsItems, 1), trace_add(kTraceStatsNs, t_group - t_entry);
 #endif
@@ -716,7 +711,7 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     fold_records<kDp>(p, p.partials + (hd.bh * int64_t(s.blocks) + first) * S::kRecord,
                       static_cast<int>(n), false, false, buf, acc);
 #if SAGEATTN_KV_QUANT_TRACE
-    t_folded = global_ns();
+    t_folded = ptx::globaltimer_ns();
 #endif
     float* dst = p.group_partials + (hd.bh * kv_quant_groups(s.blocks) + g) * S::kRecord;
 #pragma unroll
@@ -726,25 +721,25 @@ __device__ __forceinline__ void stats_item(const KvQuantParams& p, const KvQuant
     }
     __syncthreads();  // the group record is stored; every thread has read s_last
 #if SAGEATTN_KV_QUANT_TRACE
-    t_stored = global_ns();
+    t_stored = ptx::globaltimer_ns();
 #endif
   }
   if (!arrive_last(head_counter(p, hd.bh), max(groups_of(hd), 1u), s_last)) return;
 #if SAGEATTN_KV_QUANT_TRACE
-  const uint64_t t_head = global_ns();
+  const uint64_t t_head = ptx::globaltimer_ns();
 #endif
   float acc[S::kChains];
   const float* const records = p.group_partials + hd.bh * kv_quant_groups(s.blocks) * S::kRecord;
   const int groups = static_cast<int>(groups_of(hd));
   fold_records<kDp>(p, records, groups, false, false, buf, acc);
 #if SAGEATTN_KV_QUANT_TRACE
-  const uint64_t t_head_folded = global_ns();
+  const uint64_t t_head_folded = ptx::globaltimer_ns();
 #endif
   publish_head<kBf16, kDp>(p, hd, aligned, early_v, acc, buf, s_vm, s_vinv);
 #if SAGEATTN_KV_QUANT_TRACE
   if (threadIdx.x == 0 && hd.chunks > 0) {
     trace_add(kTraceHeads, 1);
-    trace_add(kTraceChainNs, global_ns() - t_group);
+    trace_add(kTraceChainNs, ptx::globaltimer_ns() - t_group);
     trace_add(kTraceGroupFoldNs, t_head - t_group);
     trace_add(kTraceStepGroupFold, t_folded - t_group);
     trace_add(kTraceStepGroupStore, t_stored - t_folded);
@@ -995,14 +990,14 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
   if (threadIdx.x == 0) {
     uint32_t target = early_v ? hd.chunks : groups_of(hd) + 1u;
 #if SAGEATTN_KV_QUANT_TRACE
-    const uint64_t t0 = global_ns();
+    const uint64_t t0 = ptx::globaltimer_ns();
     const bool spun = cuda::atomic_ref<uint32_t, cuda::thread_scope_device>(
                           *head_counter(p, hd.bh)).load(cuda::memory_order_relaxed) < target;
 #endif
     wait_for_counter(head_counter(p, hd.bh), target);
 #if SAGEATTN_KV_QUANT_TRACE
     trace_add(kTraceQuantItems, 1), trace_add(kTraceSpinItems, spun ? 1 : 0);
-    trace_add(kTraceWaitNs, global_ns() - t0);
+    trace_add(kTraceWaitNs, ptx::globaltimer_ns() - t0);
 #endif
   }
   __syncthreads();  // thread 0 acquired the records or the stats; s_amax is zeroed

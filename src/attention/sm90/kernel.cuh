@@ -113,16 +113,6 @@ enum CtaTraceField : int {
 // Internal linkage: each instantiation file has its own copy, read by its own launcher.
 static __device__ unsigned long long g_cta_trace[kCtaTraceFields];
 static __device__ unsigned long long g_cta_sm_end[1024];  // by %smid: the last warpgroup end
-__device__ __forceinline__ unsigned long long cta_trace_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-__device__ __forceinline__ unsigned cta_trace_smid() {
-  unsigned id;
-  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
-  return id;
-}
 #define SM90_CTA_TRACE(x) x
 #else
 #define SM90_CTA_TRACE(x)
@@ -187,10 +177,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
   if (tid == 0) {
 #if SAGEATTN_SM90_CTA_TRACE
-    const unsigned long long t_entry = cta_trace_ns();
+    const unsigned long long t_entry = ptx::globaltimer_ns();
     s_cta_t[0] = t_entry;
     s_cta_t[1 + kConsumers] = 0;
-    const unsigned long long prev_end = atomicAdd(&g_cta_sm_end[cta_trace_smid() % 1024], 0ull);
+    const unsigned long long prev_end = atomicAdd(&g_cta_sm_end[ptx::smid() % 1024], 0ull);
     atomicAdd(&g_cta_trace[kCtaTraceCtas], 1ull);
     atomicMin(&g_cta_trace[kCtaTraceFirstEntry], t_entry);
     if (prev_end != 0 && prev_end <= t_entry && t_entry - prev_end < 100000ull) {
@@ -205,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       ptx::mbar_init(&empty_v[s], kConsumers * 4);
     }
     ptx::mbar_init_fence();
-    SM90_CTA_TRACE(atomicAdd(&g_cta_trace[kCtaTraceSetupNs], cta_trace_ns() - s_cta_t[0]);)
+    SM90_CTA_TRACE(atomicAdd(&g_cta_trace[kCtaTraceSetupNs], ptx::globaltimer_ns() - s_cta_t[0]);)
   }
   __syncthreads();
 
@@ -260,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if SAGEATTN_SM90_CTA_TRACE
         if (j == 0) {  // observes the first K tile's arrival (the consumers wait for the same phase)
           ptx::mbar_wait(&full_k[0], 0u);
-          s_cta_t[1 + kConsumers] = cta_trace_ns();
+          s_cta_t[1 + kConsumers] = ptx::globaltimer_ns();
         }
 #endif
       }
@@ -289,7 +279,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   ptx::fence_proxy_async();  // the Q tile, written by threads, is read by wgmma
   ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads);
 #if SAGEATTN_SM90_CTA_TRACE
-  if (warp % 4 == 0 && lane == 0) s_cta_t[1 + cw] = cta_trace_ns();
+  if (warp % 4 == 0 && lane == 0) s_cta_t[1 + cw] = ptx::globaltimer_ns();
 #endif
 
   const int r_local = cw * kRowsPerConsumer + w4 * 16 + g;  // this thread's rows: r_local, r_local + 8
@@ -606,7 +596,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     release(empty_v, j);
   }
 
-  SM90_CTA_TRACE(const unsigned long long t_loop = cta_trace_ns();)
+  SM90_CTA_TRACE(const unsigned long long t_loop = ptx::globaltimer_ns();)
   // ---- epilogue ----
   const float* vs = p.v_scales + bhk * kD;
   const float* vmn = p.v_mean + bhk * kD;
@@ -632,12 +622,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if SAGEATTN_SM90_CTA_TRACE
   __syncwarp();
   if (warp % 4 == 0 && lane == 0) {
-    const unsigned long long t_end = cta_trace_ns();
+    const unsigned long long t_end = ptx::globaltimer_ns();
     atomicAdd(&g_cta_trace[kCtaTraceWgs], 1ull);
     atomicAdd(&g_cta_trace[kCtaTraceLoopNs], t_loop - s_cta_t[1 + cw]);
     atomicAdd(&g_cta_trace[kCtaTraceEpilogueNs], t_end - t_loop);
     atomicMax(&g_cta_trace[kCtaTraceLastEnd], t_end);
-    atomicMax(&g_cta_sm_end[cta_trace_smid() % 1024], t_end);
+    atomicMax(&g_cta_sm_end[ptx::smid() % 1024], t_end);
     if (ctid == 0) {
       const unsigned long long t_prologue = s_cta_t[1], t_k0 = s_cta_t[1 + kConsumers];
       atomicAdd(&g_cta_trace[kCtaTracePrologueNs], t_prologue - s_cta_t[0]);

@@ -11,7 +11,8 @@
 //    subnormal boundaries of e4m3 (satfinite) and fp16; the encoders are monotonic and pick a
 //    nearest code; int8_quantize rounds ties to even, clamps to [-127, 127], maps NaN to 0,
 //    equals nearbyint + clamp everywhere sampled, and rounds `x * inv` once in fp32 (never a
-//    fused or double-precision product).
+//    fused or double-precision product); a group's own amax keeps x * inv inside [-127.5, 127.5]
+//    (the GPU Q prologue codes without the clamp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -494,6 +495,28 @@ TEST(Int8Quantize, EqualsNearbyintAndClampOnSweeps) {
     const float amax = std::exp2(log_amax(rng));
     const float x = normal(rng) * amax * 0.5f;
     check(x, 127.0f / amax);
+  }
+  EXPECT_EQ(failures, 0);
+}
+
+// The GPU Q prologue (attention/common/tile_io.cuh) codes x * inv without int8_quantize's clamp and
+// NaN test: inv = 127 / max(amax, kMinAmax) with amax >= |x| (the group's own amax) is claimed to
+// keep |x * inv| below 127.5, so that rounding alone lands in [-127, 127], equal to
+// int8_quantize's code. Checked for x = +-amax and its lower neighbour at every exponent of amax
+// (subnormals and amax below kMinAmax included) with 4096 mantissas each.
+TEST(Int8Quantize, GroupAmaxBoundsTheProductWithoutClamp) {
+  int failures = 0;
+  for (uint32_t e = 0; e < 255; ++e) {
+    for (uint32_t m = 0; m < (1u << 23); m += 2047) {
+      const float amax = bits_float((e << 23) | m);
+      const float inv = 127.0f / std::max(amax, sageattn::kMinAmax);
+      for (const float x : {amax, std::nextafter(amax, 0.0f)}) {
+        const float y = x * inv;  // built with -ffp-contract=off: one fp32 rounding
+        const bool ok = std::fabs(y) < 127.5f && int(std::nearbyint(y)) == int8_quantize(x, inv) &&
+                        int(std::nearbyint(-y)) == int8_quantize(-x, inv);
+        if (!ok && failures++ < 10) ADD_FAILURE() << "amax " << amax << " x " << x << " x * inv " << y;
+      }
+    }
   }
   EXPECT_EQ(failures, 0);
 }

@@ -38,17 +38,25 @@ __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float
 // are zeros) with kThreads threads, tid in [0, kThreads). q_amax[g] receives the amax of local
 // group g (group_of(local row), which must equal qg.group_of: a table lookup where the kernel
 // has room for one, since a division by the runtime group size costs ~10 instructions, twice per
-// vector), q_km[r] the row's q . kmean when the LSE needs it (K smoothed).
+// vector), q_km[r] the row's q . kmean when the LSE needs it (K smoothed). q_inv is scratch for
+// the inverse scales: kInvPerRow, one per row (q_inv[kRows]; no group lookup per vector), else one
+// per group (q_inv[n_groups]; n_groups: the tile's group count, above every group_of value).
 // sync() is a barrier over exactly the kThreads threads; store(r, c0, codes) writes the 8 int8
 // codes of local row r, channels c0..c0+7 (packed little-endian in a uint2). A negative softmax
 // scale is carried by the codes (-c is exact in [-127, 127]) so that the dequantization factor
 // stays >= 0 and row maxes can be taken on the integer logits. The caller syncs after it.
-template <int kD, int kRows, int kThreads, typename GroupOf, typename Sync, typename Store>
+template <int kD, int kRows, int kThreads, bool kInvPerRow, typename GroupOf, typename Sync, typename Store>
 __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const SeqBounds& sb, int64_t b,
                                                 int64_t h, int64_t bhk, int64_t row0,
-                                                int tid, float* q_amax, float* q_km, GroupOf&& group_of,
+                                                int tid, float* q_amax, float* q_km, float* q_inv,
+                                                int n_groups, GroupOf&& group_of,
                                                 Sync&& sync, Store&& store) {
-  for (int i = tid; i < kRows; i += kThreads) q_amax[i] = 0.0f, q_km[i] = 0.0f;
+#pragma unroll
+  for (int i0 = 0; i0 < kRows; i0 += kThreads) {
+    const int i = i0 + tid;
+    if (kRows % kThreads != 0 && i >= kRows) break;
+    q_amax[i] = 0.0f, q_km[i] = 0.0f;
+  }
   sync();
   constexpr int kVecsPerRow = kD / 8;
   constexpr int kRowStep = kThreads / kVecsPerRow;  // rows between a thread's consecutive vectors
@@ -103,53 +111,104 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
     }
   };
   uint4 raw[kBatch];
-  // body(r, x) on every vector of this thread (local row r), batch by batch; `reuse`: the bits are
-  // still in raw (one batch, second pass), nothing is loaded. The dtype is a template argument
-  // (bf16 tag): the whole prologue is compiled once per dtype, so that widening is one
-  // instruction per element instead of both dtypes' instructions under predicates.
-  auto for_each_vector = [&](auto bf16, bool reuse, auto&& body) {
+  // body(it0) on every batch of this thread's vectors (raw[k] holds local row r0 + (it0 + k) *
+  // kRowStep); `reuse`: the bits are still in raw (one batch, second pass), nothing is loaded.
+  auto for_each_batch = [&](bool reuse, auto&& body) {
 #pragma unroll 1
     for (int it0 = 0; it0 < kIters; it0 += kBatch) {
       if (!reuse) load_batch(it0, raw);
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        float x[8];
-        dev::widen8(raw[k], decltype(bf16)::value, x);
-        body(r0 + (it0 + k) * kRowStep, x);
-      }
+      body(it0);
     }
   };
+  static_assert(kBatch % 2 == 0, "the amax pass reduces two vectors per shuffle");
   const bool row_lead = c0 == 0;  // the lane holding a row's first vector
   const bool negative_scale = p.scale_log2 < 0.0f;
+  // The dtype is a template argument (bf16 tag): the whole prologue is compiled once per dtype.
   auto run = [&](auto bf16) {
-    for_each_vector(bf16, false, [&](int r, const float (&x)[8]) {
-      float a = 0.0f, dot = 0.0f;
+    constexpr bool kBf16 = decltype(bf16)::value;
+    // The amax pass works on the raw 16-bit patterns, two to a 32-bit word: with the sign bit
+    // cleared, bf16 and f16 magnitudes order like their bits, and every NaN lies above +inf
+    // (kInf2), so a NaN counts as +inf as num::amax_abs has it (docs/NUMERICS.md, "Special
+    // values"). The maxima widen exactly to the floats the element-wise pass would have found.
+    constexpr uint32_t kAbs2 = 0x7FFF7FFFu;
+    constexpr uint32_t kInf2 = kBf16 ? 0x7F807F80u : 0x7C007C00u;
+    auto widen1 = [](uint32_t bits) {  // a 16-bit pattern in the low half -> float
+      return kBf16 ? __uint_as_float(bits << 16) : __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+    };
+    auto amax2 = [](const uint4& w) {  // |x| maxima of elements (0, 2, 4, 6) | (1, 3, 5, 7)
+      return __vmaxu2(__vmaxu2(w.x & kAbs2, w.y & kAbs2), __vmaxu2(w.z & kAbs2, w.w & kAbs2));
+    };
+    for_each_batch(false, [&](int it0) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        a = fmaxf(a, num::amax_abs(x[j]));  // NaN counts as +inf (docs/NUMERICS.md, "Special values")
-        if (want_qkm) dot = fmaf(x[j], kmv[j], dot);  // zeros past head_dim
+      for (int k = 0; k < kBatch; k += 2) {
+        // Vectors k and k + 1 share one word from here on: [row of k | row of k + 1].
+        const uint32_t m0 = amax2(raw[k]), m1 = amax2(raw[k + 1]);
+        uint32_t m = __vmaxu2(__byte_perm(m0, m1, 0x5410), __byte_perm(m0, m1, 0x7632));
+        // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles, then
+        // one lane per row touches shared memory.
+#pragma unroll
+        for (int o = kVecsPerRow / 2; o > 0; o /= 2) m = __vmaxu2(m, __shfl_xor_sync(0xffffffffu, m, o));
+        m = __vminu2(m, kInf2);
+        if (row_lead) {
+          dev::atomic_max_nonneg(&q_amax[group_of(r0 + (it0 + k) * kRowStep)], widen1(m & 0xFFFFu));
+          dev::atomic_max_nonneg(&q_amax[group_of(r0 + (it0 + k + 1) * kRowStep)], widen1(m >> 16));
+        }
       }
-      // A row's vectors sit in kVecsPerRow consecutive lanes: reduce them with shuffles (a fixed
-      // order: deterministic LSE), then one lane per row touches shared memory.
+      if (want_qkm) {  // uniform
 #pragma unroll
-      for (int o = kVecsPerRow / 2; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-      if (row_lead) dev::atomic_max_nonneg(&q_amax[group_of(r)], a);
-      if (want_qkm) {
+        for (int k = 0; k < kBatch; ++k) {
+          float x[8];
+          dev::widen8(raw[k], kBf16, x);
+          float dot = 0.0f;
 #pragma unroll
-        for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        if (row_lead) q_km[r] = dot;
+          for (int j = 0; j < 8; ++j) dot = fmaf(x[j], kmv[j], dot);  // zeros past head_dim
+          // a fixed order: deterministic LSE
+#pragma unroll
+          for (int o = kVecsPerRow / 2; o > 0; o /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          if (row_lead) q_km[r0 + (it0 + k) * kRowStep] = dot;
+        }
       }
     });
     sync();
-    for_each_vector(bf16, kKeep, [&](int r, const float (&x)[8]) {
-      const float inv = __fdiv_rn(kInt8Max, fmaxf(q_amax[group_of(r)], kMinAmax));
-      uint32_t w[2] = {0u, 0u};
+    // One division per group (or row), not per vector: the inverse scale, negated for a negative
+    // softmax scale.
+    auto inv_of = [&](float amax) {
+      const float inv = __fdiv_rn(kInt8Max, fmaxf(amax, kMinAmax));
+      return negative_scale ? -inv : inv;
+    };
+    if constexpr (kInvPerRow) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int code = dev::int8_code(x[j], inv);
-        w[j / 4] |= uint32_t(static_cast<uint8_t>(negative_scale ? -code : code)) << (8 * (j % 4));
+      for (int i0 = 0; i0 < kRows; i0 += kThreads) {
+        const int i = i0 + tid;
+        if (kRows % kThreads != 0 && i >= kRows) break;
+        q_inv[i] = inv_of(q_amax[group_of(i)]);
       }
-      store(r, c0, make_uint2(w[0], w[1]));
+    } else {
+      if (tid < n_groups) q_inv[tid] = inv_of(q_amax[tid]);
+    }
+    sync();
+    for_each_batch(kKeep, [&](int it0) {
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        const int r = r0 + (it0 + k) * kRowStep;
+        // The codes are num::int8_quantize's (dev::int8_code) without its clamp and NaN test:
+        // inv == 0 exactly when the group's amax is +inf (a NaN or inf element in it), and then
+        // every code is 0. Otherwise every element is finite with |x| <= amax, so |x * inv| <=
+        // 127 (1 + 2^-24)^2 < 127.5 and the rounded code lies in [-127, 127] already. A negative
+        // softmax scale negates inv: RN(x * -inv) = -RN(x * inv), and rni is symmetric.
+        const float inv = q_inv[kInvPerRow ? r : group_of(r)];
+        const bool all_zero = inv == 0.0f;
+        float x[8];
+        dev::widen8(raw[k], kBf16, x);
+        int c[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) c[j] = __float2int_rn(__fmul_rn(x[j], inv));
+        auto pack4 = [](int a, int b, int d, int e) {  // low bytes, a lowest
+          return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(d, e, 0x0040), 0x5410);
+        };
+        const uint32_t lo = pack4(c[0], c[1], c[2], c[3]), hi = pack4(c[4], c[5], c[6], c[7]);
+        store(r, c0, all_zero ? make_uint2(0u, 0u) : make_uint2(lo, hi));
+      }
     });
   };
   if (p.bf16) run(std::true_type{});  // uniform

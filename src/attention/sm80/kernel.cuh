@@ -81,8 +81,14 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   uint8_t* v_smem = smem + Cfg::kKStages * Cfg::kKTile;     // [kVStages][...]
   // [128][kQPitch] int8: prologue only (in the V region) or resident (after the V region).
   uint8_t* q_smem = Cfg::kQInRegisters ? v_smem : v_smem + Cfg::kVRegion;
-  __shared__ float q_amax[kBlockQ];  // per local Q group (at most 128/32*8 = 32 used)
-  __shared__ float q_km[kBlockQ];    // q . kmean per row (LSE correction)
+  // Static shared memory stays exactly 1 KB: the dynamic stages after it must start 1 KB aligned
+  // (the wgmma V operand's swizzle atoms; checked by the __trap below). q_amax holds the local Q
+  // groups' amax in its first half and the prologue's per-group inverse scales in its second.
+  __shared__ float q_amax[kBlockQ];
+  __shared__ float q_km[kBlockQ];  // q . kmean per row (LSE correction)
+  constexpr int kMaxQGroups = int(kTiles.q_groups(Granularity::kPerThread).num_groups(kBlockQ));
+  static_assert(2 * kMaxQGroups <= kBlockQ, "the group tables share q_amax");
+  float* const q_inv = q_amax + kBlockQ / 2;
 
   const int64_t b = blockIdx.z, h = blockIdx.y;
   const SeqBounds sb = seq_bounds(p, b);
@@ -167,8 +173,8 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
 
   // ---- prologue: quantize Q into shared memory ----
   const GroupSpec qg = kTiles.q_groups(p.granularity);
-  attn::quantize_q_tile<kD, kBlockQ, kThreads>(
-      p, sb, b, h, bhk, row0, tid, q_amax, q_km, [&](int r) { return qg.group_of_local(r); },
+  attn::quantize_q_tile<kD, kBlockQ, kThreads, false>(
+      p, sb, b, h, bhk, row0, tid, q_amax, q_km, q_inv, int(qg.num_groups(kBlockQ)), [&](int r) { return qg.group_of_local(r); },
       [] { __syncthreads(); },
       [&](int r, int c0, uint2 codes) { *reinterpret_cast<uint2*>(q_smem + r * Cfg::kQPitch + c0) = codes; });
   __syncthreads();

@@ -141,6 +141,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ __align__(8) uint64_t full_k[kStages], full_v[kStages], empty_k[kStages], empty_v[kStages];
   __shared__ float q_amax[kBlockQ];  // per local Q group
   __shared__ float q_km[kBlockQ];    // q . kmean per row (LSE correction)
+  __shared__ float q_inv[kBlockQ];   // the Q prologue's scratch: per row
   // Q group of each local row (GroupSpec::group_of, tabled for the prologue). The dynamic shared
   // memory is aligned by hand (above), so static arrays may have any size.
   __shared__ uint8_t q_grp[kBlockQ];
@@ -266,16 +267,44 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int g = lane / 4, t = lane % 4;
 
   // ---- prologue: Q -> swizzled int8 tile ----
-  const GroupSpec qg = kTiles.q_groups(p.granularity);
   static_assert(kBlockQ <= 256, "a tile's Q groups (at most one per row) are numbered in a uint8_t");
-  for (int i = ctid; i < kBlockQ; i += kConsumers * kWarpgroupThreads) q_grp[i] = uint8_t(qg.group_of_local(i));
+  // GroupSpec::group_of_local with the granularity's group sizes as constants (no integer division).
+  auto q_group_of = [&](int i) {
+    switch (p.granularity) {
+      case Granularity::kPerBlock: return kTiles.q_groups(Granularity::kPerBlock).group_of_local(i);
+      case Granularity::kPerWarp: return kTiles.q_groups(Granularity::kPerWarp).group_of_local(i);
+      default: return kTiles.q_groups(Granularity::kPerThread).group_of_local(i);
+    }
+  };
+  for (int i = ctid; i < kBlockQ; i += kConsumers * kWarpgroupThreads) q_grp[i] = uint8_t(q_group_of(i));
   // (the prologue's first barrier publishes the table)
-  attn::quantize_q_tile<kD, kBlockQ, kConsumers * kWarpgroupThreads>(
-      p, sb, b, h, bhk, row0, ctid, q_amax, q_km, [&](int r) { return int(q_grp[r]); },
+  // Experiment (bench/NOTES.md section 37): -DSAGEATTN_SM90_VSC_STAGE=1 stages the epilogue's V
+  // scales and means in shared memory during the prologue (from L2 in the epilogue they cost two
+  // round trips per tile: store_out_rows loads them 8 n-tiles at a time). Their loads are issued
+  // before the prologue's and stored after it. [b, h_kv, dp] floats in a 256-byte-aligned
+  // workspace, dp = kD: each head's rows are 16-byte aligned.
+#ifndef SAGEATTN_SM90_VSC_STAGE
+#define SAGEATTN_SM90_VSC_STAGE 0
+#endif
+#if SAGEATTN_SM90_VSC_STAGE
+  __shared__ __align__(16) float v_sc_smem[2][kD];  // [0] V scales, [1] V means
+  constexpr int kVScVecs = 2 * kD / 4;                // float4 loads
+  static_assert(kVScVecs <= kConsumers * kWarpgroupThreads, "one float4 per loading thread");
+  float4 v_sc_stage = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (ctid < kVScVecs)
+    v_sc_stage = reinterpret_cast<const float4*>((ctid < kVScVecs / 2 ? p.v_scales : p.v_mean) + bhk * kD)[ctid % (kVScVecs / 2)];
+#endif
+  // The inverse scales per row: the per-group table's form (`tid < groups`) made ptxas spill in
+  // the main loop (96 bytes in fp8).
+  attn::quantize_q_tile<kD, kBlockQ, kConsumers * kWarpgroupThreads, true>(
+      p, sb, b, h, bhk, row0, ctid, q_amax, q_km, q_inv, kBlockQ, [&](int r) { return int(q_grp[r]); },
       [] { ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads); },
-      [&](int r, int c0, uint2 codes) {
-        *reinterpret_cast<uint2*>(q_smem + ptx::swizzle_offset<kSw>(uint32_t(r * kD + c0))) = codes;
+      [&, q_base = ptx::smem_u32(q_smem)](int r, int c0, uint2 codes) {
+        ptx::st_shared_v2(q_base + ptx::swizzle_offset<kSw>(uint32_t(r * kD + c0)), codes);
       });
+#if SAGEATTN_SM90_VSC_STAGE
+  if (ctid < kVScVecs) reinterpret_cast<float4*>(&v_sc_smem[0][0])[ctid] = v_sc_stage;
+#endif
   ptx::fence_proxy_async();  // the Q tile, written by threads, is read by wgmma
   ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads);
 #if SAGEATTN_SM90_CTA_TRACE
@@ -598,8 +627,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   SM90_CTA_TRACE(const unsigned long long t_loop = ptx::globaltimer_ns();)
   // ---- epilogue ----
+#if SAGEATTN_SM90_VSC_STAGE
+  const float* vs = v_sc_smem[0];  // staged by the prologue
+  const float* vmn = v_sc_smem[1];
+#else
   const float* vs = p.v_scales + bhk * kD;
   const float* vmn = p.v_mean + bhk * kD;
+#endif
   const int64_t o_base = (p.cu_seqlens_q ? 0 : b * p.o_stride_b) + h * p.o_stride_h;
   float l[2];
   int64_t o_row[2];

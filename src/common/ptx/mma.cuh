@@ -114,6 +114,12 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// 8 bytes to shared memory (addr 8-byte aligned): an STS where the compiler would see only a
+// generic pointer (a hand-aligned dynamic shared-memory base) and emit a generic store.
+__device__ __forceinline__ void st_shared_v2(uint32_t addr, uint2 v) {
+  asm volatile("st.shared.v2.b32 [%0], {%1, %2};\n" ::"r"(addr), "r"(v.x), "r"(v.y) : "memory");
+}
+
 // ---------------------------------------------------------------- conversions, exp2
 // 2^x, the MUFU.EX2 approximation (max rel. error 2^-22; ftz). -inf -> +0.
 __device__ __forceinline__ float exp2_approx(float x) {

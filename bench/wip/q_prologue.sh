@@ -12,7 +12,8 @@
 # QP_SM80=1: then hd64 / hd128 / hd256 at 4K on the sm80 backend (its kernels built for 64, 128
 # and 256), since the prologue is theirs too. QP_TRACE=0: no probe. QP_VARIANTS: more builds of this
 # tree for the A/B (ab_probe.sh's AB_VARIANTS; the tests run on the first), e.g.
-# "|-DSAGEATTN_SM90_VSC_STAGE=1" (plain, then the V scales staged in shared memory);
+# "|-DSAGEATTN_SM90_VSC_STAGE=1" (section 37's second call: plain, then the V scales staged in
+# shared memory; that staging is now the code, the macro gone);
 # QP_TRACE_FLAGS: extra flags for this tree's probe build.
 set -uo pipefail
 out="${OUT:-/tmp/qp_out}"; mkdir -p "$out"

@@ -17,7 +17,8 @@
 //              accumulated); wait; release the V stage. The loop is synchronous inside a
 //              warpgroup (160 registers do not hold two blocks in flight); the overlap of softmax
 //              and GEMMs comes from the three warpgroups sharing the SM.
-//   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel.
+//   epilogue : O = acc / l * v_scale + v_mean and the LSE, as in the sm80 kernel (v_scale and
+//              v_mean staged in shared memory by the prologue).
 // The numerics are docs/NUMERICS.md §3 with the tiles kSm90Tiles (128-key softmax steps, K groups
 // of 64 keys: two dequantization factors per step); the CPU reference run with kSm90Tiles computes
 // the same up to fp32 summation order and ex2.approx.
@@ -278,22 +279,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   for (int i = ctid; i < kBlockQ; i += kConsumers * kWarpgroupThreads) q_grp[i] = uint8_t(q_group_of(i));
   // (the prologue's first barrier publishes the table)
-  // Experiment (bench/NOTES.md section 37): -DSAGEATTN_SM90_VSC_STAGE=1 stages the epilogue's V
-  // scales and means in shared memory during the prologue (from L2 in the epilogue they cost two
-  // round trips per tile: store_out_rows loads them 8 n-tiles at a time). Their loads are issued
-  // before the prologue's and stored after it. [b, h_kv, dp] floats in a 256-byte-aligned
-  // workspace, dp = kD: each head's rows are 16-byte aligned.
-#ifndef SAGEATTN_SM90_VSC_STAGE
-#define SAGEATTN_SM90_VSC_STAGE 0
-#endif
-#if SAGEATTN_SM90_VSC_STAGE
+  // The epilogue's V scales and means, staged in shared memory during the prologue: read from L2
+  // in the epilogue they cost two round trips per tile (store_out_rows loads them 8 n-tiles at a
+  // time; bench/NOTES.md section 37: the epilogue 2.2 -> 1.7 us). Their loads are issued before
+  // the prologue's and stored after it. [b, h_kv, dp] floats in a 256-byte-aligned workspace,
+  // dp = kD: each head's rows are 16-byte aligned.
   __shared__ __align__(16) float v_sc_smem[2][kD];  // [0] V scales, [1] V means
   constexpr int kVScVecs = 2 * kD / 4;                // float4 loads
   static_assert(kVScVecs <= kConsumers * kWarpgroupThreads, "one float4 per loading thread");
   float4 v_sc_stage = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   if (ctid < kVScVecs)
     v_sc_stage = reinterpret_cast<const float4*>((ctid < kVScVecs / 2 ? p.v_scales : p.v_mean) + bhk * kD)[ctid % (kVScVecs / 2)];
-#endif
   // The inverse scales per row: the per-group table's form (`tid < groups`) made ptxas spill in
   // the main loop (96 bytes in fp8).
   attn::quantize_q_tile<kD, kBlockQ, kConsumers * kWarpgroupThreads, true>(
@@ -302,9 +298,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       [&, q_base = ptx::smem_u32(q_smem)](int r, int c0, uint2 codes) {
         ptx::st_shared_v2(q_base + ptx::swizzle_offset<kSw>(uint32_t(r * kD + c0)), codes);
       });
-#if SAGEATTN_SM90_VSC_STAGE
   if (ctid < kVScVecs) reinterpret_cast<float4*>(&v_sc_smem[0][0])[ctid] = v_sc_stage;
-#endif
   ptx::fence_proxy_async();  // the Q tile, written by threads, is read by wgmma
   ptx::named_barrier_sync(kBarConsumers, kConsumers * kWarpgroupThreads);
 #if SAGEATTN_SM90_CTA_TRACE
@@ -627,13 +621,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   SM90_CTA_TRACE(const unsigned long long t_loop = ptx::globaltimer_ns();)
   // ---- epilogue ----
-#if SAGEATTN_SM90_VSC_STAGE
   const float* vs = v_sc_smem[0];  // staged by the prologue
   const float* vmn = v_sc_smem[1];
-#else
-  const float* vs = p.v_scales + bhk * kD;
-  const float* vmn = p.v_mean + bhk * kD;
-#endif
   const int64_t o_base = (p.cu_seqlens_q ? 0 : b * p.o_stride_b) + h * p.o_stride_h;
   float l[2];
   int64_t o_row[2];

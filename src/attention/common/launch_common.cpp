@@ -58,6 +58,7 @@ KernelParams make_kernel_params(const detail::AttentionParams& p, const quant::K
   kp.bf16 = p.dtype == DType::kBF16;
   kp.q_aligned = aligned(p.q, 16, {p.q_stride_b, p.q_stride_h, p.q_stride_n}, 8);
   kp.o_aligned = aligned(p.out, 4, {p.o_stride_b, p.o_stride_h, p.o_stride_n}, 2);
+  kp.o_aligned16 = aligned(p.out, 16, {p.o_stride_b, p.o_stride_h, p.o_stride_n}, 8);
   kp.mask = p.mask;
   kp.granularity = p.granularity;
   kp.smooth_k = p.smooth_k == Smoothing::kOn;

@@ -37,6 +37,7 @@ inline constexpr int kConsumerRegs = 160;
 inline constexpr int kProducerRegs = 24;
 // Named barrier ids (0 is __syncthreads).
 inline constexpr int kBarConsumers = 1;  // the consumer threads
+inline constexpr int kBarWarpgroup0 = 2;  // + cw: consumer warpgroup cw's 128 threads
 // K/V ring depth (-DSAGEATTN_SM90_STAGES=n for experiments).
 #ifndef SAGEATTN_SM90_STAGES
 #define SAGEATTN_SM90_STAGES 2

@@ -636,6 +636,59 @@ __global__ void __launch_bounds__(kThreads, 1)
     in_seq[hr] = row < q_len;
     o_row[hr] = o_base + (sb.q_begin + row) * p.o_stride_n;
   }
+#ifndef SAGEATTN_SM90_O_STAGE
+#define SAGEATTN_SM90_O_STAGE 0
+#endif
+#if SAGEATTN_SM90_O_STAGE
+  // Experiment (bench/NOTES.md Next 1(a) of the twenty-seventh session): O through the warp's own
+  // 16 Q rows in shared memory (free once the warpgroup's GEMMs are done; kD bytes per row, so two
+  // passes of kD / 2 channels), then 16-byte stores: a warp instruction writes whole 16-byte
+  // pieces of 32 / kChunks rows instead of 8 rows x 4 bytes x 4 threads. Same values and
+  // rounding as store_out_rows' fast path, which it replaces when out rows are 16-byte aligned
+  // and head_dim == kD.
+  if (p.o_aligned16 && p.head_dim == kD) {
+    constexpr int kChunks = kD / 16;                    // 16-byte chunks of a row per pass
+    constexpr int kRowsPerLine = 128 / (kChunks * 16);  // rows sharing a 128-byte line
+    const uint32_t stage = ptx::smem_u32(q_smem) + uint32_t((cw * kRowsPerConsumer + w4 * 16) * kD);
+    auto chunk_addr = [&](int row, int c) {  // swizzled: conflict-free 4-byte writes and 16-byte reads
+      return stage + uint32_t(row * kD + ((c ^ ((row / kRowsPerLine) & (kChunks - 1))) * 16));
+    };
+    float inv_l[2];
+    bool visible[2];
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) visible[hr] = l[hr] != 0.0f, inv_l[hr] = visible[hr] ? 1.0f / l[hr] : 0.0f;
+    // The warpgroup's wgmmas read these rows: all four warps are past their last GEMM.
+    ptx::named_barrier_sync(kBarWarpgroup0 + cw, kWarpgroupThreads);
+    uint16_t* const out_rows = static_cast<uint16_t*>(p.out) + o_base;
+    const int warp_row0 = int(row0) + cw * kRowsPerConsumer + w4 * 16;  // sequence-local
+#pragma unroll
+    for (int pass = 0; pass < 2; ++pass) {
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const int n = pass * kChunks + c;
+        const float2 sc = *reinterpret_cast<const float2*>(vs + n * 8 + 2 * t);
+        const float2 mn = *reinterpret_cast<const float2*>(vmn + n * 8 + 2 * t);
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr) {
+          const float o0 = acc[n][2 * hr] * inv_l[hr] * sc.x + mn.x;
+          const float o1 = acc[n][2 * hr + 1] * inv_l[hr] * sc.y + mn.y;
+          const uint32_t packed = p.bf16 ? ptx::cvt_bf16x2_satfinite(o0, o1) : ptx::cvt_f16x2_satfinite(o0, o1);
+          ptx::st_shared_b32(chunk_addr(g + 8 * hr, c) + 4 * t, visible[hr] ? packed : 0u);
+        }
+      }
+      __syncwarp();
+#pragma unroll
+      for (int i = 0; i < 16 * kChunks / 32; ++i) {
+        const int row = lane / kChunks + i * (32 / kChunks), c = lane % kChunks;
+        const uint4 v = ptx::ld_shared_v4(chunk_addr(row, c));
+        const int seq_row = warp_row0 + row;
+        if (seq_row < q_len)
+          *reinterpret_cast<uint4*>(out_rows + (sb.q_begin + seq_row) * p.o_stride_n + pass * (kD / 2) + c * 8) = v;
+      }
+      __syncwarp();
+    }
+  } else
+#endif
   attn::store_out_rows(p, o_row, in_seq, acc, l, t, vs, vmn);
   if (p.lse && t == 0) {
 #pragma unroll

@@ -6,7 +6,8 @@
 # sanitizers run first (their summary printed as soon as they end), then the A/B (no sanitizer
 # running): hd128 fp8 1K and 4K twice, interleaved (scripts/ab_probe.sh, AB_OLD=0, first bin =
 # O_STAGE). OS_FULL=1 adds fp16, 16K, hd64 4K and the O_STAGE build's test_gpu_attention and
-# test_gpu_hardening (~350 s).
+# test_gpu_hardening (~350 s). OS_TRACE=1 adds the per-CTA probe (-DSAGEATTN_SM90_CTA_TRACE=1) of
+# both builds at hd128 fp8 1K and 4K, one launch each: the epilogue's phase (~+60 s).
 set -uo pipefail
 out="${OUT:-/tmp/o_stage_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader
@@ -15,6 +16,17 @@ nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader
     "-DCMAKE_CUDA_FLAGS=" "-DCMAKE_CXX_FLAGS=" && cmake --build build/sanitize -j 10 --target test_gpu_attention \
     test_gpu_hardening test_gpu_numerics test_gpu_quant; } >"$out/sanitize_prebuild.log" 2>&1 &
 pre=$!
+trace_build() {  # trace_build DIR FLAGS
+  { cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+      -DSAGEATTN_BUILD_TESTS=OFF -DSAGEATTN_BUILD_PYTHON=OFF -DSAGEATTN_BUILD_FUZZ=OFF \
+      "-DSAGEATTN_SM80_HEAD_DIMS=64;128" "-DCMAKE_CUDA_FLAGS=-DSAGEATTN_SM90_CTA_TRACE=1 $2" &&
+    cmake --build "$1" -j 4 --target sageattn_cli; } >"$out/build_$(basename "$1").log" 2>&1
+}
+trc=()
+if [ "${OS_TRACE:-0}" = 1 ]; then
+  trace_build build/ctr_plain "" & trc+=($!)
+  trace_build build/ctr_ostage "-DSAGEATTN_SM90_O_STAGE=1" & trc+=($!)
+fi
 modes=fp8 probs="128:1024:0 128:4096:0 128:1024:0 128:4096:0" tests=0
 [ "${OS_FULL:-0}" = 1 ] && modes=fp8,fp16 probs="$probs 128:16384:0 64:4096:0" tests=1
 # ab_probe.sh with no problem (AB_PROBS=" "): the builds (and OS_FULL's tests) in the background
@@ -27,4 +39,16 @@ echo "== $SECONDS s: sanitizers (plain build)"; tail -n 8 "$out/sanitize.log"
 wait "$abb"; grep -E "rc=|FAILED|builds" "$out/ab_build.log"
 AB_OLD=0 AB_TESTS=0 AB_MODES=$modes AB_TIMEOUT=150 AB_BENCH_TIMEOUT=60 AB_PROBS="$probs" \
   AB_VARIANTS="-DSAGEATTN_SM90_O_STAGE=1|" OUT="$out/ab" bash scripts/ab_probe.sh 2>&1 | grep -E "^ab_|^== cos"
+if [ "${OS_TRACE:-0}" = 1 ]; then
+  wait "${trc[@]}"
+  echo "== $SECONDS s: probe (per CTA: setup, prologue; per warpgroup: loop, epilogue; gap)"
+  for pr in 1024:32 4096:8; do
+    IFS=: read -r n b <<<"$pr"
+    for v in plain ostage; do
+      timeout 60 build/ctr_$v/tools/sageattn bench --batch "$b" --heads 32 --seqlen "$n" --head-dim 128 \
+        --modes fp8 --warmup 1 --iters 1 >"$out/trace_${v}_$n.log" 2>&1
+      echo "$v N=$n: $(grep 'sm90 cta trace' "$out/trace_${v}_$n.log" | tail -n 1 | cut -d'|' -f2-)"
+    done
+  done
+fi
 echo "== $SECONDS s"

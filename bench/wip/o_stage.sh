@@ -7,8 +7,9 @@
 # running): hd128 fp8 1K and 4K twice, interleaved (scripts/ab_probe.sh, AB_OLD=0, first bin =
 # O_STAGE). OS_FULL=1 adds fp16, 16K, hd64 4K and the O_STAGE build's test_gpu_attention and
 # test_gpu_hardening (~350 s). OS_TRACE=1 adds the per-CTA probe (-DSAGEATTN_SM90_CTA_TRACE=1) of
-# both builds at hd128 fp8 1K and 4K, one launch each: the epilogue's phase (~+60 s; the O_STAGE
-# probe build spills 48 bytes in fp8 (ptxas, locally), the plain one none: read only its epilogue).
+# both builds at hd128 fp8 1K and 4K, one launch each: the epilogue's phase (~+60 s; both probe
+# builds spill in fp8, plain 80 bytes and O_STAGE 48 (ptxas, locally): read only the prologue and
+# epilogue phases).
 set -uo pipefail
 out="${OUT:-/tmp/o_stage_out}"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.max.sm,driver_version --format=csv,noheader

@@ -119,6 +119,38 @@ static __device__ unsigned long long g_cta_sm_end[1024];  // by %smid: the last 
 #define SM90_CTA_TRACE(x)
 #endif
 
+#ifndef SAGEATTN_SM90_Q_PREFETCH
+#define SAGEATTN_SM90_Q_PREFETCH 0
+#endif
+#if SAGEATTN_SM90_Q_PREFETCH
+// The Q rows of the CTA with linear index (this one's + %nsmid) into L2, by the 32 lanes of a warp
+// (the experiment in the kernel's producer warpgroup).
+__device__ __forceinline__ void prefetch_next_q(const void* q_base, const int32_t* cu_seqlens_q, int64_t seqlen_q,
+                                                int64_t stride_b, int64_t stride_h, int64_t stride_n,
+                                                int head_dim, int lane) {
+  // 32-bit index arithmetic (a 64-bit division is a called subroutine, whose registers made ptxas
+  // spill in the consumers' key loop); grids of 2^31 CTAs or more are not prefetched for.
+  const uint64_t n_ctas = uint64_t(gridDim.x) * gridDim.y;
+  const uint64_t next64 = uint64_t(blockIdx.y) * gridDim.x + blockIdx.x + ptx::nsmid();
+  if (n_ctas >= (1ull << 31) || next64 >= n_ctas) return;
+  const uint32_t next = uint32_t(next64), nx = gridDim.x, tiles = uint32_t(query_tiles(seqlen_q));
+  const uint32_t x = next % nx, h = next / nx, b = x / tiles;
+  const int64_t q_begin = cu_seqlens_q ? cu_seqlens_q[b] : 0;
+  const int64_t q_len = cu_seqlens_q ? cu_seqlens_q[b + 1] - q_begin : seqlen_q;
+  const int64_t row0 = int64_t(x - b * tiles) * kBlockQ;
+  if (row0 >= q_len) return;
+  const int rows = q_len - row0 < kBlockQ ? int(q_len - row0) : kBlockQ;
+  const int row_bytes = 2 * head_dim;
+  const uint8_t* q = static_cast<const uint8_t*>(q_base) +
+                     2 * ((cu_seqlens_q ? 0 : int64_t(b) * stride_b) + int64_t(h) * stride_h + (q_begin + row0) * stride_n);
+  for (int r = lane; r < rows; r += 32) {
+    const uint8_t* row = q + 2 * int64_t(r) * stride_n;
+    for (int o = 0; o < row_bytes; o += 128) ptx::prefetch_l2(row + o);
+    ptx::prefetch_l2(row + row_bytes - 1);  // the last line of an unaligned row
+  }
+}
+#endif
+
 template <int kHeadDim, PvMode kMode>
 __global__ void __launch_bounds__(kThreads, 1)
     attention_kernel(const __grid_constant__ KernelParams p, const __grid_constant__ CUtensorMap tm_k,
@@ -148,6 +180,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ uint8_t q_grp[kBlockQ];
   // K dequantization scales of each stage's block: [stage][K group block (64 keys)][sub-group]
   __shared__ float k_sc_smem[kStages][kBlockK / kKBlock][4];
+#if SAGEATTN_SM90_Q_PREFETCH
+  __shared__ __align__(8) uint64_t q_prefetch_go;  // the K-scale thread arrives after its last block
+#endif
 
   const int64_t tiles = query_tiles(p.seqlen_q);  // grid x = sequence * tiles + tile
   const int64_t b = int64_t(blockIdx.x) / tiles, h = blockIdx.y;
@@ -196,6 +231,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       ptx::mbar_init(&empty_k[s], kConsumers * 4);  // one arrival per consumer warp
       ptx::mbar_init(&empty_v[s], kConsumers * 4);
     }
+#if SAGEATTN_SM90_Q_PREFETCH
+    ptx::mbar_init(&q_prefetch_go, 1);
+#endif
     ptx::mbar_init_fence();
     SM90_CTA_TRACE(atomicAdd(&g_cta_trace[kCtaTraceSetupNs], ptx::globaltimer_ns() - s_cta_t[0]);)
   }
@@ -256,7 +294,21 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
 #endif
       }
+#if SAGEATTN_SM90_Q_PREFETCH
+      ptx::mbar_arrive(&q_prefetch_go);  // warp 2 prefetches the next CTA's Q rows now
+#endif
     }
+#if SAGEATTN_SM90_Q_PREFETCH
+    else if (warp == 2) {
+      // Experiment (bench/NOTES.md, Next of the twenty-seventh session): the Q rows of the CTA that
+      // will likely follow this one on some SM (linear index + %nsmid: one CTA per SM, dispatched
+      // in order) into L2, so that its prologue does not wait for DRAM (~1.7 us per tile,
+      // section 36). Issued once the K-scale thread has handed out the last block's scales, i.e.
+      // about two key blocks, the epilogue and the gap (~6 us at 1K) before that CTA's prologue.
+      ptx::mbar_wait(&q_prefetch_go, 0u);
+      prefetch_next_q(p.q, p.cu_seqlens_q, p.seqlen_q, p.q_stride_b, p.q_stride_h, p.q_stride_n, p.head_dim, lane);
+    }
+#endif
     return;
   }
 

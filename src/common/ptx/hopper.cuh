@@ -74,4 +74,15 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
+// The 128-byte line holding addr into L2 (no register written; a hint: may be dropped).
+__device__ __forceinline__ void prefetch_l2(const void* addr) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(addr));
+}
+// Number of SM identifiers (%nsmid: at least the SM count; ids need not be contiguous).
+__device__ __forceinline__ uint32_t nsmid() {
+  uint32_t n;
+  asm volatile("mov.u32 %0, %%nsmid;\n" : "=r"(n));
+  return n;
+}
+
 }  // namespace sageattn::ptx

@@ -36,10 +36,11 @@ struct KernelParams {
   bool bf16 = true;                    // dtype of q and out (else f16)
   bool q_aligned = true;               // q rows 16-byte aligned: vector loads
   bool o_aligned = true;               // out rows 4-byte aligned (pairs of elements)
-  bool o_aligned16 = true;             // out rows 16-byte aligned (8 elements: vector stores)
   MaskMode mask = MaskMode::kNone;
   Granularity granularity = Granularity::kPerWarp;
   bool smooth_k = true;
+  bool o_aligned16 = true;  // out rows 16-byte aligned (8 elements: vector stores); here, in the
+                            // padding before `scale`, so that no other field moves
   float scale = 0.0f;       // softmax scale (LSE correction)
   float scale_log2 = 0.0f;  // float(double(scale) * log2(e)): folded into Q's dequant factor
 };

@@ -30,6 +30,23 @@ __device__ __forceinline__ SeqBounds seq_bounds(const KernelParams& p, int64_t b
   return {0, p.seqlen_q, p.seqlen_k};
 }
 
+// Element offset in p.q of row `row` (sequence-local) of query head h in sequence b.
+__device__ __forceinline__ int64_t q_row_offset(const KernelParams& p, const SeqBounds& sb, int64_t b, int64_t h,
+                                                int64_t row) {
+  return (p.cu_seqlens_q ? 0 : b * p.q_stride_b) + h * p.q_stride_h + (sb.q_begin + row) * p.q_stride_n;
+}
+
+// The fast output path's pair of O values (O = acc / l * v_scale + v_mean), rounded to the output
+// dtype with out-of-range magnitudes saturated (cvt.rn.satfinite); 0 for a row with nothing
+// visible.
+template <bool kBf16>
+__device__ __forceinline__ uint32_t out_pair(float a0, float a1, float inv_l, bool visible, float2 sc, float2 mn) {
+  const float o0 = a0 * inv_l * sc.x + mn.x;
+  const float o1 = a1 * inv_l * sc.y + mn.y;
+  const uint32_t packed = kBf16 ? ptx::cvt_bf16x2_satfinite(o0, o1) : ptx::cvt_f16x2_satfinite(o0, o1);
+  return visible ? packed : 0u;
+}
+
 __device__ __forceinline__ uint32_t pack_e4m3x4(float a, float b, float c, float d) {
   return uint32_t(ptx::cvt_e4m3x2(a, b)) | (uint32_t(ptx::cvt_e4m3x2(c, d)) << 16);
 }
@@ -69,8 +86,7 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
   const int c0 = (tid % kVecsPerRow) * 8, r0 = tid / kVecsPerRow;
   const bool col_in = c0 < p.head_dim;
   const int64_t q_row_stride = kRowStep * p.q_stride_n;
-  const uint16_t* q_first = static_cast<const uint16_t*>(p.q) + (p.cu_seqlens_q ? 0 : b * p.q_stride_b) +
-                            h * p.q_stride_h + (sb.q_begin + row0 + r0) * p.q_stride_n + c0;
+  const uint16_t* q_first = static_cast<const uint16_t*>(p.q) + q_row_offset(p, sb, b, h, row0 + r0) + c0;
   const int rows_left = int(sb.q_len - row0) - r0;  // vector it holds a row of the sequence iff it * kRowStep < rows_left
   const bool want_qkm = p.lse != nullptr && p.smooth_k;
   float kmv[8] = {};
@@ -259,10 +275,8 @@ __device__ __forceinline__ void store_out_rows(const KernelParams& p, const int6
         for (int k = 0; k < kChunk; ++k) {
           const int n = n0 + k;
           if constexpr (kFast) {
-            const float o0 = acc[n][2 * hr] * inv_l[hr] * sc[k].x + mn[k].x;
-            const float o1 = acc[n][2 * hr + 1] * inv_l[hr] * sc[k].y + mn[k].y;
-            const uint32_t packed = kBf16 ? ptx::cvt_bf16x2_satfinite(o0, o1) : ptx::cvt_f16x2_satfinite(o0, o1);
-            *reinterpret_cast<uint32_t*>(row + n * 8) = visible[hr] ? packed : 0u;
+            *reinterpret_cast<uint32_t*>(row + n * 8) =
+                out_pair<kBf16>(acc[n][2 * hr], acc[n][2 * hr + 1], inv_l[hr], visible[hr], sc[k], mn[k]);
           } else {
             const int c = n * 8 + 2 * t;
             if (c >= p.head_dim) continue;  // head_dim is a multiple of 8: c + 1 < head_dim otherwise

@@ -125,26 +125,21 @@ static __device__ unsigned long long g_cta_sm_end[1024];  // by %smid: the last 
 #if SAGEATTN_SM90_Q_PREFETCH
 // The Q rows of the CTA with linear index (this one's + %nsmid) into L2, by the 32 lanes of a warp
 // (the experiment in the kernel's producer warpgroup).
-__device__ __forceinline__ void prefetch_next_q(const void* q_base, const int32_t* cu_seqlens_q, int64_t seqlen_q,
-                                                int64_t stride_b, int64_t stride_h, int64_t stride_n,
-                                                int head_dim, int lane) {
+__device__ __forceinline__ void prefetch_next_q(const KernelParams& p, int lane) {
   // 32-bit index arithmetic (a 64-bit division is a called subroutine, whose registers made ptxas
   // spill in the consumers' key loop); grids of 2^31 CTAs or more are not prefetched for.
   const uint64_t n_ctas = uint64_t(gridDim.x) * gridDim.y;
   const uint64_t next64 = uint64_t(blockIdx.y) * gridDim.x + blockIdx.x + ptx::nsmid();
   if (n_ctas >= (1ull << 31) || next64 >= n_ctas) return;
-  const uint32_t next = uint32_t(next64), nx = gridDim.x, tiles = uint32_t(query_tiles(seqlen_q));
+  const uint32_t next = uint32_t(next64), nx = gridDim.x, tiles = uint32_t(query_tiles(p.seqlen_q));
   const uint32_t x = next % nx, h = next / nx, b = x / tiles;
-  const int64_t q_begin = cu_seqlens_q ? cu_seqlens_q[b] : 0;
-  const int64_t q_len = cu_seqlens_q ? cu_seqlens_q[b + 1] - q_begin : seqlen_q;
+  const attn::SeqBounds sb = attn::seq_bounds(p, b);
   const int64_t row0 = int64_t(x - b * tiles) * kBlockQ;
-  if (row0 >= q_len) return;
-  const int rows = q_len - row0 < kBlockQ ? int(q_len - row0) : kBlockQ;
-  const int row_bytes = 2 * head_dim;
-  const uint8_t* q = static_cast<const uint8_t*>(q_base) +
-                     2 * ((cu_seqlens_q ? 0 : int64_t(b) * stride_b) + int64_t(h) * stride_h + (q_begin + row0) * stride_n);
+  if (row0 >= sb.q_len) return;
+  const int rows = sb.q_len - row0 < kBlockQ ? int(sb.q_len - row0) : kBlockQ;
+  const int row_bytes = 2 * p.head_dim;
   for (int r = lane; r < rows; r += 32) {
-    const uint8_t* row = q + 2 * int64_t(r) * stride_n;
+    const uint8_t* row = static_cast<const uint8_t*>(p.q) + 2 * attn::q_row_offset(p, sb, b, h, row0 + r);
     for (int o = 0; o < row_bytes; o += 128) ptx::prefetch_l2(row + o);
     ptx::prefetch_l2(row + row_bytes - 1);  // the last line of an unaligned row
   }
@@ -306,7 +301,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       // section 36). Issued once the K-scale thread has handed out the last block's scales, i.e.
       // about two key blocks, the epilogue and the gap (~6 us at 1K) before that CTA's prologue.
       ptx::mbar_wait(&q_prefetch_go, 0u);
-      prefetch_next_q(p.q, p.cu_seqlens_q, p.seqlen_q, p.q_stride_b, p.q_stride_h, p.q_stride_n, p.head_dim, lane);
+      prefetch_next_q(p, lane);
     }
 #endif
     return;
@@ -722,10 +717,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         const float2 mn = *reinterpret_cast<const float2*>(vmn + n * 8 + 2 * t);
 #pragma unroll
         for (int hr = 0; hr < 2; ++hr) {
-          const float o0 = acc[n][2 * hr] * inv_l[hr] * sc.x + mn.x;
-          const float o1 = acc[n][2 * hr + 1] * inv_l[hr] * sc.y + mn.y;
-          const uint32_t packed = p.bf16 ? ptx::cvt_bf16x2_satfinite(o0, o1) : ptx::cvt_f16x2_satfinite(o0, o1);
-          ptx::st_shared_b32(chunk_addr(g + 8 * hr, c) + 4 * t, visible[hr] ? packed : 0u);
+          const float a0 = acc[n][2 * hr], a1 = acc[n][2 * hr + 1];
+          ptx::st_shared_b32(chunk_addr(g + 8 * hr, c) + 4 * t,
+                             p.bf16 ? attn::out_pair<true>(a0, a1, inv_l[hr], visible[hr], sc, mn)
+                                    : attn::out_pair<false>(a0, a1, inv_l[hr], visible[hr], sc, mn));
         }
       }
       __syncwarp();

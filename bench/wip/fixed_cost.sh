@@ -6,7 +6,7 @@
 #   -DSAGEATTN_SM90_Q_PREFETCH=1 the next CTA's Q rows prefetched into L2 by a producer warp (1(d)).
 # Device call from the repository root, no carry (~280 s on an H100). All builds start at once;
 # the sanitizers run first (their summary printed as soon as they end), then the A/B (no
-# sanitizer running): hd128 fp8 1K and 4K twice, interleaved (scripts/ab_probe.sh, AB_OLD=0;
+# sanitizer running): hd128 fp8 1K and 4K twice, interleaved (scripts/ab_probe.sh, AB_OLD=0, or FC_OLD=1 for .probe/old as ab_old0 (carry [".probe"]);
 # bins: ab_new0 = O_STAGE, ab_new1 = Q_PREFETCH, ab_new2 = plain). OS_FULL=1 adds fp16, 16K,
 # hd64 4K and the tests of the first variant (O_STAGE): test_gpu_attention and
 # test_gpu_hardening (~380 s). OS_TRACE=1 adds the per-CTA probe (-DSAGEATTN_SM90_CTA_TRACE=1) of
@@ -38,14 +38,14 @@ variants="-DSAGEATTN_SM90_O_STAGE=1|-DSAGEATTN_SM90_Q_PREFETCH=1|"
 modes=fp8 probs="128:1024:0 128:4096:0 128:1024:0 128:4096:0" tests=0
 [ "${OS_FULL:-0}" = 1 ] && modes=fp8,fp16 probs="$probs 128:16384:0 64:4096:0" tests=1
 # ab_probe.sh with no problem (AB_PROBS=" "): the builds (and OS_FULL's tests) in the background
-( AB_OLD=0 AB_TESTS=$tests AB_MODES=$modes AB_TIMEOUT=150 AB_BENCH_TIMEOUT=60 AB_PROBS=" " \
+( AB_OLD=${FC_OLD:-0} AB_TESTS=$tests AB_MODES=$modes AB_TIMEOUT=150 AB_BENCH_TIMEOUT=60 AB_PROBS=" " \
     AB_VARIANTS="$variants" OUT="$out/ab_build" bash scripts/ab_probe.sh >"$out/ab_build.log" 2>&1 ) &
 abb=$!
 wait "$pre"
 OUT="$out/san" bash bench/wip/sanitize_variant.sh "" >"$out/sanitize.log" 2>&1
 echo "== $SECONDS s: sanitizers (plain build)"; tail -n 8 "$out/sanitize.log"
 wait "$abb"; grep -E "rc=|FAILED|builds" "$out/ab_build.log"
-AB_OLD=0 AB_TESTS=0 AB_MODES=$modes AB_TIMEOUT=150 AB_BENCH_TIMEOUT=60 AB_PROBS="$probs" \
+AB_OLD=${FC_OLD:-0} AB_TESTS=0 AB_MODES=$modes AB_TIMEOUT=150 AB_BENCH_TIMEOUT=60 AB_PROBS="$probs" \
   AB_VARIANTS="$variants" OUT="$out/ab" bash scripts/ab_probe.sh 2>&1 | grep -E "^ab_|^== cos"
 if [ "${OS_TRACE:-0}" = 1 ]; then
   wait "${trc[@]}"

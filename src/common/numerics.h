@@ -162,6 +162,11 @@ SAGEATTN_HD uint16_t bf16_from_float(float x) {
 SAGEATTN_HD float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
 
 // ---------------------------------------------------------------- int8
+// 1.5 * 2^23: for |y| < 2^22, y + kRniMagic rounds y to the nearest integer, ties to even (the
+// floats in [2^23, 2^24) are the integers, and kRniMagic is even), and its bits are
+// 0x4B400000 + rni(y).
+inline constexpr float kRniMagic = 12582912.0f;
+
 // Symmetric int8 code of x * inv_scale: round-to-nearest-even, clamped to [-127, 127]. NaN -> 0
 // (defined behaviour; NaN inputs are reported elsewhere). Matches
 // __float2int_rn(x * inv_scale) followed by a clamp.
@@ -175,11 +180,10 @@ SAGEATTN_HD int8_t int8_quantize(float x, float inv_scale) {
   if (y >= 127.0f) return 127;
   if (y <= -127.0f) return -127;
   // |y| < 127: round half to even through the fp32 magic-number trick (exact for |y| < 2^22).
-  const float magic = 12582912.0f;  // 1.5 * 2^23
 #if defined(__CUDA_ARCH__)
-  const float r = __fsub_rn(__fadd_rn(y, magic), magic);
+  const float r = __fsub_rn(__fadd_rn(y, kRniMagic), kRniMagic);
 #else
-  const float r = (y + magic) - magic;
+  const float r = (y + kRniMagic) - kRniMagic;
 #endif
   return static_cast<int8_t>(static_cast<int>(r));
 }

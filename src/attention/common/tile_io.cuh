@@ -212,14 +212,18 @@ __device__ __forceinline__ void quantize_q_tile(const KernelParams& p, const Seq
         // every code is 0. Otherwise every element is finite with |x| <= amax, so |x * inv| <=
         // 127 (1 + 2^-24)^2 < 127.5 and the rounded code lies in [-127, 127] already. A negative
         // softmax scale negates inv: RN(x * -inv) = -RN(x * inv), and rni is symmetric.
+        // rni without a conversion (num::kRniMagic): the bits of y + kRniMagic are 0x4B400000 +
+        // rni(y), and their low byte is the code in two's complement. One FADD on the FMA pipe
+        // in place of an F2I, a conversion at 16 per clock per SM (~0.8 us of a 1K tile's
+        // prologue at hd128: 24576 codes).
         const float inv = q_inv[kInvPerRow ? r : group_of(r)];
         const bool all_zero = inv == 0.0f;
         float x[8];
         dev::widen8(raw[k], kBf16, x);
-        int c[8];
+        uint32_t c[8];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) c[j] = __float2int_rn(__fmul_rn(x[j], inv));
-        auto pack4 = [](int a, int b, int d, int e) {  // low bytes, a lowest
+        for (int j = 0; j < 8; ++j) c[j] = __float_as_uint(__fadd_rn(__fmul_rn(x[j], inv), num::kRniMagic));
+        auto pack4 = [](uint32_t a, uint32_t b, uint32_t d, uint32_t e) {  // low bytes, a lowest
           return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(d, e, 0x0040), 0x5410);
         };
         const uint32_t lo = pack4(c[0], c[1], c[2], c[3]), hi = pack4(c[4], c[5], c[6], c[7]);

@@ -683,17 +683,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     in_seq[hr] = row < q_len;
     o_row[hr] = o_base + (sb.q_begin + row) * p.o_stride_n;
   }
-#ifndef SAGEATTN_SM90_O_STAGE
-#define SAGEATTN_SM90_O_STAGE 0
-#endif
-#if SAGEATTN_SM90_O_STAGE
-  // Experiment (bench/NOTES.md Next 1(a) of the twenty-seventh session): O through the warp's own
-  // 16 Q rows in shared memory (free once the warpgroup's GEMMs are done; kD bytes per row, so two
-  // passes of kD / 2 channels), then 16-byte stores: a warp instruction writes whole 16-byte
-  // pieces of 32 / kChunks rows instead of 8 rows x 4 bytes x 4 threads. Same values and
-  // rounding as store_out_rows' fast path, which it replaces when out rows are 16-byte aligned
-  // and head_dim == kD.
-  if (p.o_aligned16 && p.head_dim == kD) {
+  // O goes through the warp's own 16 Q rows in shared memory (free once the warpgroup's GEMMs are
+  // done; kD bytes per row, so two passes of kD / 2 channels), then out by 16-byte stores: a warp
+  // instruction writes whole 16-byte pieces of 32 / kChunks rows instead of 8 rows x 4 bytes x 4
+  // threads (4x fewer store instructions, whole sectors; bench/NOTES.md section 38: kernel +3.6%
+  // at hd128 1K). Same values and rounding as store_out_rows' fast path, which serves out rows
+  // that are not 16-byte aligned, padded head dims, and hd64: there the staged path (its code
+  // alone, not its time) cost the key loop 5.5% at 16K and 1.5% at 4K (section 38).
+  constexpr bool kOStage = kD == 128;
+  if (kOStage && p.o_aligned16 && p.head_dim == kD) {
     constexpr int kChunks = kD / 16;                    // 16-byte chunks of a row per pass
     constexpr int kRowsPerLine = 128 / (kChunks * 16);  // rows sharing a 128-byte line
     const uint32_t stage = ptx::smem_u32(q_smem) + uint32_t((cw * kRowsPerConsumer + w4 * 16) * kD);
@@ -734,9 +732,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       __syncwarp();
     }
-  } else
-#endif
-  attn::store_out_rows(p, o_row, in_seq, acc, l, t, vs, vmn);
+  } else {
+    attn::store_out_rows(p, o_row, in_seq, acc, l, t, vs, vmn);
+  }
   if (p.lse && t == 0) {
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr)

@@ -688,9 +688,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // instruction writes whole 16-byte pieces of 32 / kChunks rows instead of 8 rows x 4 bytes x 4
   // threads (4x fewer store instructions, whole sectors; bench/NOTES.md section 38: kernel +3.6%
   // at hd128 1K). Same values and rounding as store_out_rows' fast path, which serves out rows
-  // that are not 16-byte aligned, padded head dims, and hd64: there the staged path (its code
-  // alone, not its time) cost the key loop 5.5% at 16K and 1.5% at 4K (section 38).
-  constexpr bool kOStage = kD == 128;
+  // that are not 16-byte aligned, padded head dims, hd64 and the fp16 mode: at hd64 the staged
+  // path (its code, not its time) cost the key loop 5.5% at 16K and 1.5% at 4K, and fp16 at hd128
+  // gained 1.4% at 1K but measured -3% at 16K (one sample; section 38).
+  constexpr bool kOStage = kD == 128 && Cfg::kFp8;
   if (kOStage && p.o_aligned16 && p.head_dim == kD) {
     constexpr int kChunks = kD / 16;                    // 16-byte chunks of a row per pass
     constexpr int kRowsPerLine = 128 / (kChunks * 16);  // rows sharing a 128-byte line

@@ -691,7 +691,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   // that are not 16-byte aligned, padded head dims, hd64 and the fp16 mode: at hd64 the staged
   // path (its code, not its time) cost the key loop 5.5% at 16K and 1.5% at 4K, and fp16 at hd128
   // gained 1.4% at 1K but measured -3% at 16K (one sample; section 38).
-  constexpr bool kOStage = kD == 128 && Cfg::kFp8;
+#ifndef SAGEATTN_SM90_O_STAGE_FP16
+#define SAGEATTN_SM90_O_STAGE_FP16 0  // experiment: the staged store in fp16 mode too (NOTES Next 0)
+#endif
+  constexpr bool kOStage = kD == 128 && (Cfg::kFp8 || SAGEATTN_SM90_O_STAGE_FP16);
   if (kOStage && p.o_aligned16 && p.head_dim == kD) {
     constexpr int kChunks = kD / 16;                    // 16-byte chunks of a row per pass
     constexpr int kRowsPerLine = 128 / (kChunks * 16);  // rows sharing a 128-byte line

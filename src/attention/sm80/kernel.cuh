@@ -225,9 +225,9 @@ __global__ void __launch_bounds__(KernelConfig<kHeadDim, kMode>::kThreads,
   // quarter-rate conversion before sm90). The max over biased integers is the biased max.
   // H100, N = 16K, kernel TFLOPS: hd64 fp16 321 -> 329, fp8 292 -> 297, hd128 unchanged (412),
   // and no more spills at hd128 fp16 (bench/NOTES.md section 9).
-  constexpr int32_t kLogitBias = 0x4B400000;
+  constexpr int32_t kLogitBias = 0x4B400000;  // the bits of num::kRniMagic
   static_assert(127 * 127 * kD < (1 << 22), "|q8 . k8| < 2^22: the biased logits stay in one binade");
-  auto unbias = [](int32_t biased) { return __int_as_float(biased) - 12582912.0f; };
+  auto unbias = [](int32_t biased) { return __int_as_float(biased) - num::kRniMagic; };
 
   // One K block. kMask: some key of the block is invisible to some row of the CTA (the last
   // block of a ragged length, the blocks on the causal diagonal); the other blocks skip the

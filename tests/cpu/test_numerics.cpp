@@ -521,6 +521,28 @@ TEST(Int8Quantize, GroupAmaxBoundsTheProductWithoutClamp) {
   EXPECT_EQ(failures, 0);
 }
 
+// The GPU Q prologue takes each code as the low byte of the bits of y + kRniMagic (one FADD, no
+// conversion instruction), for |y| < 127.5 (GroupAmaxBoundsTheProductWithoutClamp). That must be
+// int8_quantize's code: checked on a sweep of every 4093rd float below 127.5 and on every
+// half-integer (the ties) and both its neighbours, each with both signs (-0 included).
+TEST(Int8Quantize, LowByteOfTheMagicSumIsTheCode) {
+  std::vector<float> ys;
+  for (uint32_t bits = 0; bits < float_bits(127.5f); bits += 4093) ys.push_back(bits_float(bits));
+  for (int k = 0; k < 255; ++k) {
+    const float tie = 0.5f * float(k);
+    ys.insert(ys.end(), {tie, std::nextafter(tie, 0.0f), std::nextafter(tie, 128.0f)});
+  }
+  int failures = 0;
+  for (const float a : ys) {
+    for (const float y : {a, -a}) {
+      const float sum = y + kRniMagic;  // built with -ffp-contract=off: one fp32 rounding
+      const auto code = static_cast<int8_t>(float_bits(sum) & 0xFFu);
+      if (code != int8_quantize(y, 1.0f) && failures++ < 10) ADD_FAILURE() << "y " << y << " code " << int(code);
+    }
+  }
+  EXPECT_EQ(failures, 0);
+}
+
 // Inputs where rounding x * inv to fp32 first changes the int8 code compared with rounding the
 // exact product (what an FMA-contracted `x * inv + magic`, or a product in double, would do).
 // int8_quantize must follow the fp32 product. The exact product of two floats fits a double.

@@ -72,8 +72,11 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/check.h"
 #include "common/cuda_check.h"
@@ -766,13 +769,25 @@ __device__ __forceinline__ void wait_for_counter(uint32_t* counter, uint32_t tar
 }
 
 // A block past the sequence's end: zero codes; the K scale of block 0 of an empty sequence is
-// the all-zero group's (amax 0 -> kMinAmax), as the two-pass version wrote it.
+// the all-zero group's (amax 0 -> kMinAmax), as the two-pass version wrote it. K and V apart (the
+// cluster kernel handles one tensor per CTA).
 template <int kDp>
-__device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t blk) {
+__device__ __forceinline__ void write_padding_k(const KvQuantParams& p, const Head& hd,
+                                                uint32_t blk) {
   const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   uint4* k_dst = reinterpret_cast<uint4*>(p.k_codes + (hd.bh * np + t0) * kDp);
   for (int i = threadIdx.x; i < kBlock * kDp / 16; i += kThreads) __stcs(k_dst + i, zero);
+  const GroupSpec kg = p.tiles.k_groups(p.granularity);
+  if (threadIdx.x < kg.count && t0 < max(hd.len, int64_t(1)))
+    p.k_scales[(hd.bh * (np / kBlock) + blk) * kg.count + threadIdx.x] =
+        __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
+}
+template <int kDp>
+__device__ __forceinline__ void write_padding_v(const KvQuantParams& p, const Head& hd,
+                                                uint32_t blk) {
+  const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   if (p.pv_mode == PvMode::kFp16) {
     uint4* v_dst =
         reinterpret_cast<uint4*>(static_cast<uint16_t*>(p.v_codes) + (hd.bh * np + t0) * kDp);
@@ -784,10 +799,174 @@ __device__ void write_padding(const KvQuantParams& p, const Head& hd, uint32_t b
                                       (i % (kBlock / 16)) * 16),
              zero);
   }
+}
+
+// K codes and group scales of block blk (rows < `rows` hold tokens, blk < the head's chunks) from
+// the K tile sk and the head's K mean s_km; s_amax (kMaxKGroups floats, zeroed) collects the
+// block's group amax. A barrier inside (s_amax); the caller's next barrier must come before s_amax
+// is reused.
+template <bool kBf16, int kDp>
+__device__ __forceinline__ void k_codes_block(const KvQuantParams& p, int64_t bh, uint32_t blk,
+                                              int rows, const uint16_t* sk, const float* s_km,
+                                              float* s_amax) {
+  using S = Shape<kDp>;
+  const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
+  const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock;
+  // K: amax per group. Thread = 8 channels (one 16-byte vector) of rows r0 + j * kRowsPerPass
+  // (a warp reads consecutive 16-byte vectors of a row: conflict-free), all in one group.
   const GroupSpec kg = p.tiles.k_groups(p.granularity);
-  if (threadIdx.x < kg.count && t0 < max(hd.len, int64_t(1)))
-    p.k_scales[(hd.bh * (np / kBlock) + blk) * kg.count + threadIdx.x] =
-        __fdiv_rn(fmaxf(0.0f, kMinAmax), kInt8Max);
+  const int c0 = (tid % S::kVecs) * 8, r0 = tid / S::kVecs;
+  const bool col_ok = c0 < d;
+  float km[8];
+  {
+    const float4 a = *reinterpret_cast<const float4*>(s_km + c0);
+    const float4 b = *reinterpret_cast<const float4*>(s_km + c0 + 4);
+    km[0] = a.x, km[1] = a.y, km[2] = a.z, km[3] = a.w, km[4] = b.x, km[5] = b.y, km[6] = b.z,
+    km[7] = b.w;
+  }
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < S::kPasses; ++j) {
+    const int r = r0 + j * S::kRowsPerPass;
+    if (r < rows && col_ok) {
+      float x[8];
+      widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, num::amax_abs(__fsub_rn(x[e], km[e])));
+    }
+  }
+  // Lanes of one group: the whole warp (one group per block), or the 2 rows of a per-thread
+  // group (stride 2): 2 * kVecs consecutive lanes, capped at the warp.
+  const int group = kg.count == 1 ? 0 : (r0 / kg.stride) % kg.count;
+  const int span = kg.count == 1 ? 32 : min(32, kg.stride * S::kVecs);
+  for (int o = 1; o < span; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  if ((lane & (span - 1)) == 0) dev::atomic_max_nonneg(&s_amax[group], amax);
+  __syncthreads();
+
+  // K codes: 8 codes (8 bytes) per row visit; padding rows / channels get 0.
+  {
+    const float inv = __fdiv_rn(kInt8Max, fmaxf(s_amax[group], kMinAmax));
+    int8_t* k_dst = p.k_codes + (bh * np + t0) * kDp + c0;
+#pragma unroll
+    for (int j = 0; j < S::kPasses; ++j) {
+      const int r = r0 + j * S::kRowsPerPass;
+      uint32_t w[2] = {0u, 0u};
+      if (r < rows && col_ok) {
+        float x[8];
+        widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t code = static_cast<uint8_t>(dev::int8_code(__fsub_rn(x[e], km[e]), inv));
+          w[e / 4] |= code << (8 * (e % 4));
+        }
+      }
+      __stcs(reinterpret_cast<uint2*>(k_dst + int64_t(r) * kDp), make_uint2(w[0], w[1]));
+    }
+  }
+  if (tid < kg.count)  // blk < chunks: this block holds tokens
+    p.k_scales[(bh * (np / kBlock) + blk) * kg.count + tid] =
+        __fdiv_rn(fmaxf(s_amax[tid], kMinAmax), kInt8Max);
+}
+
+// V codes of block t0 (rows < `rows` hold tokens) from the V tile sv and the head's V mean s_vm
+// and multipliers s_vinv: fp16 ([np][dp]) or fp8 (transposed, permuted), the fp8 codes staged in
+// `stage` (kDp * kBlock bytes). A barrier inside (fp8); the caller's next barrier must come before
+// the next call reuses `stage`. kStageInTile: `stage` is the tile sv itself (the cluster kernel,
+// whose shared memory is all tiles): every unit's codes are computed before a barrier, then staged.
+template <bool kBf16, int kDp, bool kStageInTile = false>
+__device__ __forceinline__ void v_codes_block(const KvQuantParams& p, int64_t bh, int64_t t0,
+                                              int rows, const uint16_t* sv, const float* s_vm,
+                                              const float* s_vinv, uint8_t* stage) {
+  const int tid = threadIdx.x, d = static_cast<int>(p.head_dim);
+  const int64_t np = p.seqlen_k_padded;
+  if (p.pv_mode == PvMode::kFp16) {  // fp16: same [np][dp] layout and thread mapping as K
+    write_v_fp16<kBf16, kDp, true>(p, bh, t0, rows, sv, s_vm, s_vinv);
+    return;
+  }
+
+  // fp8, transposed: unit = (channel pair c, c+1; quarter q = 16 tokens). The quarter's
+  // 16 codes of a channel are one 16-byte run at k-positions 16q .. 16q+15 (fp8_v_kpos keeps
+  // tokens w < 16 of a 32-token chunk in positions < 16). Within it, 32-bit word t holds tokens
+  // 2t, 2t+1, 8+2t, 9+2t (k-positions 4t .. 4t+3). A warp reads 32 consecutive pairs of a row
+  // (128 bytes): conflict-free.
+  constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
+  // The block's V codes are staged for whole-sector stores (below; bench/NOTES.md section 35: the
+  // quantizer is bound by L2 traffic, and direct 16-byte stores of the transposed V wrote half
+  // sectors).
+  static_assert(kDp * kBlock == kPairs * 128, "a pair's 2 x 64 codes fill one 128-byte slot");
+  constexpr int kThreadUnits = (kUnits + kThreads - 1) / kThreads;
+  uint4 staged[kStageInTile ? 2 * kThreadUnits : 1];  // kStageInTile: held until the barrier
+#pragma unroll
+  for (int j = 0; j < kThreadUnits; ++j) {
+    const int i = tid + j * kThreads;
+    if (kUnits % kThreads != 0 && i >= kUnits) break;
+    const int c = (i % kPairs) * 2, q = i / kPairs;
+    uint32_t w0[4] = {0u, 0u, 0u, 0u}, w1[4] = {0u, 0u, 0u, 0u};
+    if (c < d) {
+      const float m0 = s_vm[c], m1 = s_vm[c + 1], i0 = s_vinv[c], i1 = s_vinv[c + 1];
+      // Word by word: only the 4 tokens of one word are live at a time.
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        float y0[4], y1[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int r = 16 * q + (k < 2 ? 2 * t + k : 8 + 2 * t + (k - 2));
+          y0[k] = 0.0f, y1[k] = 0.0f;  // padding tokens: code 0
+          if (r < rows) {
+            float x0, x1;
+            widen2<kBf16>(*reinterpret_cast<const uint32_t*>(sv + r * kDp + c), x0, x1);
+            y0[k] = __fmul_rn(__fsub_rn(x0, m0), i0);
+            y1[k] = __fmul_rn(__fsub_rn(x1, m1), i1);
+          }
+        }
+        w0[t] = e4m3x2(y0[0], y0[1]) | (e4m3x2(y0[2], y0[3]) << 16);
+        w1[t] = e4m3x2(y1[0], y1[1]) | (e4m3x2(y1[2], y1[3]) << 16);
+      }
+    }
+    // Staged: pair c / 2's 128-byte slot holds its 8 runs (channel c + which, quarter q) at
+    // 16-byte position (2q + which) ^ (pair % 8): a quarter warp (8 consecutive pairs, one q)
+    // writes 8 distinct bank groups.
+    if constexpr (kStageInTile) {
+      staged[2 * j] = make_uint4(w0[0], w0[1], w0[2], w0[3]);
+      staged[2 * j + 1] = make_uint4(w1[0], w1[1], w1[2], w1[3]);
+    } else {
+      const int pr = c / 2;
+      *reinterpret_cast<uint4*>(stage + pr * 128 + (((2 * q) ^ (pr & 7)) * 16)) =
+          make_uint4(w0[0], w0[1], w0[2], w0[3]);
+      *reinterpret_cast<uint4*>(stage + pr * 128 + (((2 * q + 1) ^ (pr & 7)) * 16)) =
+          make_uint4(w1[0], w1[1], w1[2], w1[3]);
+    }
+  }
+  if constexpr (kStageInTile) {
+    __syncthreads();  // every thread has read the tile: it becomes the staging area
+#pragma unroll
+    for (int j = 0; j < kThreadUnits; ++j) {
+      const int i = tid + j * kThreads;
+      if (kUnits % kThreads != 0 && i >= kUnits) break;
+      const int c = (i % kPairs) * 2, q = i / kPairs, pr = c / 2;
+      *reinterpret_cast<uint4*>(stage + pr * 128 + (((2 * q) ^ (pr & 7)) * 16)) = staged[2 * j];
+      *reinterpret_cast<uint4*>(stage + pr * 128 + (((2 * q + 1) ^ (pr & 7)) * 16)) =
+          staged[2 * j + 1];
+    }
+  }
+  // Each channel's 64 codes of the block are one 64-byte run in v_codes: four consecutive lanes
+  // store it (two whole 32-byte sectors per run, 16 per warp instruction), instead of four
+  // warps storing a 16-byte half sector each. Run u: channel u / 4, quarter u % 4; a quarter warp
+  // reads one pair's 128-byte slot (conflict-free).
+  __syncthreads();  // the staged codes are visible
+  constexpr int kRuns = kDp * 4;
+  static_assert(kRuns % kThreads == 0 || kThreads % kRuns == 0, "runs tile the block");
+#pragma unroll
+  for (int j = 0; j < (kRuns + kThreads - 1) / kThreads; ++j) {
+    const int u = tid + j * kThreads;
+    if (kRuns % kThreads != 0 && u >= kRuns) break;
+    const int c = u / 4, q = u % 4, pr = c / 2;
+    const uint4 w = *reinterpret_cast<const uint4*>(
+        stage + pr * 128 + (((2 * q + (c & 1)) ^ (pr & 7)) * 16));
+    __stcs(reinterpret_cast<uint4*>(static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 +
+                                    16 * q),
+           w);
+  }
 }
 
 // Quantizes one block whose tile is in flight (cp.async) and whose head stats are published.
@@ -801,8 +980,8 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
                                const uint16_t* sv, float* s_amax, float* s_km, float* s_vm,
                                float* s_vinv, NextTicket& next) {
   using S = Shape<kDp>;
-  const int tid = threadIdx.x, lane = tid & 31, d = static_cast<int>(p.head_dim);
-  const int64_t np = p.seqlen_k_padded, t0 = int64_t(blk) * kBlock, bh = hd.bh;
+  const int tid = threadIdx.x, d = static_cast<int>(p.head_dim);
+  const int64_t t0 = int64_t(blk) * kBlock, bh = hd.bh;
 
   // Head stats -> shared memory (L2 loads: written by other CTAs during this launch), overlapped
   // with the tile's arrival.
@@ -845,132 +1024,11 @@ __device__ void quantize_block(const KvQuantParams& p, const Head& hd, uint32_t 
   __syncthreads();  // tile and stats visible to the block
   next.take();
 
-  // ---- K: amax per group. Thread = 8 channels (one 16-byte vector) of rows r0 + j * kRowsPerPass
-  // (a warp reads consecutive 16-byte vectors of a row: conflict-free), all in one group.
-  const GroupSpec kg = p.tiles.k_groups(p.granularity);
-  const int c0 = (tid % S::kVecs) * 8, r0 = tid / S::kVecs;
-  const bool col_ok = c0 < d;
-  float km[8];
-  {
-    const float4 a = *reinterpret_cast<const float4*>(s_km + c0);
-    const float4 b = *reinterpret_cast<const float4*>(s_km + c0 + 4);
-    km[0] = a.x, km[1] = a.y, km[2] = a.z, km[3] = a.w, km[4] = b.x, km[5] = b.y, km[6] = b.z,
-    km[7] = b.w;
-  }
-  float amax = 0.0f;
-#pragma unroll
-  for (int j = 0; j < S::kPasses; ++j) {
-    const int r = r0 + j * S::kRowsPerPass;
-    if (r < rows && col_ok) {
-      float x[8];
-      widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, num::amax_abs(__fsub_rn(x[e], km[e])));
-    }
-  }
-  // Lanes of one group: the whole warp (one group per block), or the 2 rows of a per-thread
-  // group (stride 2): 2 * kVecs consecutive lanes, capped at the warp.
-  const int group = kg.count == 1 ? 0 : (r0 / kg.stride) % kg.count;
-  const int span = kg.count == 1 ? 32 : min(32, kg.stride * S::kVecs);
-  for (int o = 1; o < span; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-  if ((lane & (span - 1)) == 0) dev::atomic_max_nonneg(&s_amax[group], amax);
-  __syncthreads();
-
-  // ---- K codes: 8 codes (8 bytes) per row visit; padding rows / channels get 0.
-  {
-    const float inv = __fdiv_rn(kInt8Max, fmaxf(s_amax[group], kMinAmax));
-    int8_t* k_dst = p.k_codes + (bh * np + t0) * kDp + c0;
-#pragma unroll
-    for (int j = 0; j < S::kPasses; ++j) {
-      const int r = r0 + j * S::kRowsPerPass;
-      uint32_t w[2] = {0u, 0u};
-      if (r < rows && col_ok) {
-        float x[8];
-        widen8<kBf16>(*reinterpret_cast<const uint4*>(sk + r * kDp + c0), x);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t code = static_cast<uint8_t>(dev::int8_code(__fsub_rn(x[e], km[e]), inv));
-          w[e / 4] |= code << (8 * (e % 4));
-        }
-      }
-      __stcs(reinterpret_cast<uint2*>(k_dst + int64_t(r) * kDp), make_uint2(w[0], w[1]));
-    }
-  }
-  if (tid < kg.count)  // blk < chunks: this block holds tokens
-    p.k_scales[(bh * (np / kBlock) + blk) * kg.count + tid] =
-        __fdiv_rn(fmaxf(s_amax[tid], kMinAmax), kInt8Max);
-
+  k_codes_block<kBf16, kDp>(p, bh, blk, rows, sk, s_km, s_amax);
   if (early_v) return;
-  if (p.pv_mode == PvMode::kFp16) {  // ---- V, fp16: same [np][dp] layout and thread mapping as K
-    write_v_fp16<kBf16, kDp, true>(p, bh, t0, rows, sv, s_vm, s_vinv);
-    return;
-  }
-
-  // ---- V, fp8, transposed: unit = (channel pair c, c+1; quarter q = 16 tokens). The quarter's
-  // 16 codes of a channel are one 16-byte run at k-positions 16q .. 16q+15 (fp8_v_kpos keeps
-  // tokens w < 16 of a 32-token chunk in positions < 16). Within it, 32-bit word t holds tokens
-  // 2t, 2t+1, 8+2t, 9+2t (k-positions 4t .. 4t+3). A warp reads 32 consecutive pairs of a row
-  // (128 bytes): conflict-free.
-  constexpr int kPairs = kDp / 2, kUnits = 4 * kPairs;
-  // The block's V codes, staged for whole-sector stores (below; bench/NOTES.md section 35: the
-  // quantizer is bound by L2 traffic, and direct 16-byte stores of the transposed V wrote half
-  // sectors); free again at the next item (the main loop's barrier between items).
+  // The fp8 V codes' staging area, free again at the next item (the main loop's barrier).
   __shared__ __align__(16) uint8_t s_vstage[kDp * kBlock];
-  static_assert(kDp * kBlock == kPairs * 128, "a pair's 2 x 64 codes fill one 128-byte slot");
-#pragma unroll
-  for (int j = 0; j < (kUnits + kThreads - 1) / kThreads; ++j) {
-    const int i = tid + j * kThreads;
-    if (kUnits % kThreads != 0 && i >= kUnits) break;
-    const int c = (i % kPairs) * 2, q = i / kPairs;
-    uint32_t w0[4] = {0u, 0u, 0u, 0u}, w1[4] = {0u, 0u, 0u, 0u};
-    if (c < d) {
-      const float m0 = s_vm[c], m1 = s_vm[c + 1], i0 = s_vinv[c], i1 = s_vinv[c + 1];
-      // Word by word: only the 4 tokens of one word are live at a time.
-#pragma unroll
-      for (int t = 0; t < 4; ++t) {
-        float y0[4], y1[4];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int r = 16 * q + (k < 2 ? 2 * t + k : 8 + 2 * t + (k - 2));
-          y0[k] = 0.0f, y1[k] = 0.0f;  // padding tokens: code 0
-          if (r < rows) {
-            float x0, x1;
-            widen2<kBf16>(*reinterpret_cast<const uint32_t*>(sv + r * kDp + c), x0, x1);
-            y0[k] = __fmul_rn(__fsub_rn(x0, m0), i0);
-            y1[k] = __fmul_rn(__fsub_rn(x1, m1), i1);
-          }
-        }
-        w0[t] = e4m3x2(y0[0], y0[1]) | (e4m3x2(y0[2], y0[3]) << 16);
-        w1[t] = e4m3x2(y1[0], y1[1]) | (e4m3x2(y1[2], y1[3]) << 16);
-      }
-    }
-    // Staged: pair c / 2's 128-byte slot holds its 8 runs (channel c + which, quarter q) at
-    // 16-byte position (2q + which) ^ (pair % 8): a quarter warp (8 consecutive pairs, one q)
-    // writes 8 distinct bank groups.
-    const int pr = c / 2;
-    *reinterpret_cast<uint4*>(s_vstage + pr * 128 + (((2 * q) ^ (pr & 7)) * 16)) =
-        make_uint4(w0[0], w0[1], w0[2], w0[3]);
-    *reinterpret_cast<uint4*>(s_vstage + pr * 128 + (((2 * q + 1) ^ (pr & 7)) * 16)) =
-        make_uint4(w1[0], w1[1], w1[2], w1[3]);
-  }
-  // Each channel's 64 codes of the block are one 64-byte run in v_codes: four consecutive lanes
-  // store it (two whole 32-byte sectors per run, 16 per warp instruction), instead of four
-  // warps storing a 16-byte half sector each. Run u: channel u / 4, quarter u % 4; a quarter warp
-  // reads one pair's 128-byte slot (conflict-free).
-  __syncthreads();  // the staged codes are visible
-  constexpr int kRuns = kDp * 4;
-  static_assert(kRuns % kThreads == 0 || kThreads % kRuns == 0, "runs tile the block");
-#pragma unroll
-  for (int j = 0; j < (kRuns + kThreads - 1) / kThreads; ++j) {
-    const int u = tid + j * kThreads;
-    if (kRuns % kThreads != 0 && u >= kRuns) break;
-    const int c = u / 4, q = u % 4, pr = c / 2;
-    const uint4 w = *reinterpret_cast<const uint4*>(
-        s_vstage + pr * 128 + (((2 * q + (c & 1)) ^ (pr & 7)) * 16));
-    __stcs(reinterpret_cast<uint4*>(static_cast<uint8_t*>(p.v_codes) + (bh * kDp + c) * np + t0 +
-                                    16 * q),
-           w);
-  }
+  v_codes_block<kBf16, kDp>(p, bh, t0, rows, sv, s_vm, s_vinv, s_vstage);
 }
 
 // The tile (if the block holds tokens) is in flight in sk, sv (issue_tile): the raw rows do not
@@ -982,7 +1040,8 @@ __device__ __forceinline__ void quantize_item(const KvQuantParams& p, const Head
                                               float* s_amax, float* s_km, float* s_vm,
                                               float* s_vinv, NextTicket& next) {
   if (blk >= hd.chunks) {
-    write_padding<kDp>(p, hd, blk);
+    write_padding_k<kDp>(p, hd, blk);
+    write_padding_v<kDp>(p, hd, blk);
     return;
   }
   const int rows = rows_of(hd, blk);
@@ -1076,6 +1135,209 @@ __global__ void __launch_bounds__(kThreads, Shape<kDp>::kCtasPerSm)
     else cur = fetched;
   }
   if (threadIdx.x == 0 && pending != kNoArrival) release_arrival(head_counter(p, pending));
+}
+
+// ------------------------------------------------------------------- cluster kernel (sm_90 up)
+// kv_quant.h: one thread-block cluster per (head, tensor); its CTAs hold the head's K (or V) in
+// shared memory, so the tensor is read from DRAM once, and the statistics go from CTA to CTA
+// through distributed shared memory instead of records in global memory and counters.
+constexpr int kMaxCluster = 16;  // CTAs per cluster; above 8 the non-portable sizes (one GPC)
+
+template <int kDp>
+struct ClusterShape {
+  // Blocks of one tensor per CTA: 64 KB of tiles (hd64 8, hd128 4, hd256 2 blocks), so that
+  // several CTAs share an SM and one's loads overlap another's compute and stores.
+  static constexpr int kCtaBlocks = 32768 / (kBlock * kDp);
+  static constexpr int kTileBytes = kCtaBlocks * kBlock * kDp * 2;
+  static constexpr int kLanesPerChannel = kThreads / kDp;      // threads of one channel's chains
+  static constexpr int kChains = kCtaBlocks * kDp / kThreads;  // (block, channel) chains a thread
+  static constexpr int kCtasPerSm = kDp == 256 ? 2 : 3;
+  static_assert(kChains * kThreads == kCtaBlocks * kDp && kLanesPerChannel * kDp == kThreads,
+                "the stats chains tile the CTA's threads");
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ uint32_t cluster_ctarank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+// barrier.cluster in two halves: arrive (release: this thread's shared-memory writes, and reads,
+// are ordered before it) and wait (acquire). Every thread of every CTA of the cluster takes part.
+__device__ __forceinline__ void cluster_arrive() {
+  asm volatile("barrier.cluster.arrive.release;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+  asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
+}
+// The float at `local`'s offset in the shared memory of the cluster's CTA `rank`.
+__device__ __forceinline__ float ld_cluster(const float* local, uint32_t rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
+               : "=r"(remote)
+               : "r"(ptx::smem_u32(local)), "r"(rank));
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
+  return v;
+}
+#endif
+
+// Grid: `cluster` CTAs per (head, tensor), clusters ordered (head 0 K, head 0 V, head 1 K, ...).
+// CTA `rank` of a cluster owns blocks [rank * kCtaBlocks, (rank + 1) * kCtaBlocks) of the padded
+// sequence (those below np). Per CTA:
+//   1. cp.async its blocks' rows of its tensor into shared memory (evict-first: read once).
+//   2. The chunk sums of each of its blocks (ascending tokens from 0, the contract's chunk order)
+//      into s_sum; for V also each thread's min / max over its rows into s_lo / s_hi.
+//   3. Cluster barrier. Thread c folds channel c over the cluster: the head's chunk sums in the
+//      two-level order of docs/NUMERICS.md §2 (groups of kMeanGroupChunks chunks from 0, the
+//      group sums from 0, each read from the CTA that owns the chunk), V's min / max over every
+//      CTA's threads (order-independent), then channel_stats: the same formulas as the ticket
+//      kernel's publish_head, so the stats are bit-identical. Rank 0 stores them for the
+//      attention kernel. Cluster arrive: this CTA's remote reads are done.
+//   4. Codes of its blocks from shared memory (k_codes_block / v_codes_block, as the ticket
+//      kernel's quantize items), padding blocks zeroed; cluster wait (no CTA exits while another
+//      may still read its shared memory), exit.
+template <bool kBf16, int kDp>
+__global__ void __launch_bounds__(kThreads, ClusterShape<kDp>::kCtasPerSm)
+    kv_quant_cluster_kernel(const __grid_constant__ KvQuantParams p, int cluster, bool aligned) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using C = ClusterShape<kDp>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint16_t* const tiles = reinterpret_cast<uint16_t*>(smem);  // [kCtaBlocks][kBlock][kDp]
+  __shared__ float s_sum[C::kCtaBlocks * kDp];  // [block][channel]: the blocks' chunk sums
+  __shared__ float s_lo[kThreads], s_hi[kThreads];  // V: min / max over each thread's chains
+  __shared__ __align__(16) float s_km[kDp];
+  __shared__ __align__(16) float s_vm[kDp];
+  __shared__ __align__(16) float s_vinv[kDp];
+  __shared__ float s_amax[C::kCtaBlocks * kMaxKGroups];  // K: one slot set per block
+
+  const int tid = threadIdx.x, d = static_cast<int>(p.head_dim);
+  const uint32_t rank = cluster_ctarank();
+  const uint32_t cid = blockIdx.x / static_cast<uint32_t>(cluster);
+  const bool is_v = (cid & 1u) != 0;
+  const Head hd = head_of(p, cid >> 1);
+  const uint32_t blocks = static_cast<uint32_t>(p.seqlen_k_padded / kBlock);
+  const uint32_t first = rank * C::kCtaBlocks;
+  auto tile = [&](int j) { return tiles + j * kBlock * kDp; };
+
+  // 1. Load.
+#pragma unroll 1
+  for (int j = 0; j < C::kCtaBlocks; ++j) {
+    const uint32_t blk = first + j;
+    if (blk < hd.chunks)
+      load_tile<kDp>(p, hd, int64_t(blk) * kBlock, rows_of(hd, blk), aligned, true, true,
+                     is_v ? nullptr : tile(j), is_v ? tile(j) : nullptr);
+  }
+  ptx::cp_async_commit();
+  if (tid < C::kCtaBlocks * kMaxKGroups) s_amax[tid] = 0.0f;
+  ptx::cp_async_wait<0>();
+  __syncthreads();
+
+  // 2. Chunk sums (and V's min / max). Chain i of thread tid: channel tid % kDp of block
+  // tid / kDp + i * kLanesPerChannel. A warp reads 32 consecutive channels of a row.
+  const int c = tid % kDp;
+  float lo = INFINITY, hi = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < C::kChains; ++i) {
+    const int j = tid / kDp + i * C::kLanesPerChannel;
+    const uint32_t blk = first + j;
+    if (c < d && blk < hd.chunks) {
+      const int rows = rows_of(hd, blk);
+      const uint16_t* col = tile(j) + c;
+      float sum = 0.0f;
+      if (is_v) {
+#pragma unroll 8
+        for (int r = 0; r < rows; ++r) {
+          const float x = widen1<kBf16>(col[r * kDp]);
+          sum = __fadd_rn(sum, x);
+          // A NaN counts as both -inf and +inf (block_stats).
+          lo = fminf(lo, fmaxf(x, -INFINITY));
+          hi = fmaxf(hi, fminf(x, INFINITY));
+        }
+      } else {
+#pragma unroll 8
+        for (int r = 0; r < rows; ++r) sum = __fadd_rn(sum, widen1<kBf16>(col[r * kDp]));
+      }
+      s_sum[j * kDp + c] = sum;
+    }
+  }
+  s_lo[tid] = lo, s_hi[tid] = hi;
+  cluster_arrive();
+  cluster_wait();  // every CTA's sums, minima and maxima are visible across the cluster
+
+  // 3. The head's stats of this tensor, channel by channel.
+  if (tid < kDp) {
+    float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
+    if (tid < d) {
+      const bool sums = is_v ? p.smooth_v == Smoothing::kOn : p.smooth_k == Smoothing::kOn;
+      float total = 0.0f;
+      if (sums) {
+        const int n = static_cast<int>(hd.chunks);
+        for (int g0 = 0; g0 < n; g0 += kGroupChunks) {
+          float x[kGroupChunks];
+#pragma unroll
+          for (int k = 0; k < kGroupChunks; ++k) {
+            const int i = g0 + k;
+            x[k] = i < n ? ld_cluster(&s_sum[(i % C::kCtaBlocks) * kDp + tid],
+                                      static_cast<uint32_t>(i / C::kCtaBlocks))
+                         : 0.0f;
+          }
+          float grp = 0.0f;
+#pragma unroll
+          for (int k = 0; k < kGroupChunks; ++k)
+            if (g0 + k < n) grp = __fadd_rn(grp, x[k]);
+          total = __fadd_rn(total, grp);
+        }
+      }
+      float vlo = INFINITY, vhi = -INFINITY;
+      if (is_v) {
+        for (int r = 0; r < cluster; ++r)
+#pragma unroll
+          for (int k = 0; k < C::kLanesPerChannel; ++k) {
+            vlo = fminf(vlo, ld_cluster(&s_lo[tid + k * kDp], static_cast<uint32_t>(r)));
+            vhi = fmaxf(vhi, ld_cluster(&s_hi[tid + k * kDp], static_cast<uint32_t>(r)));
+          }
+      }
+      // K passes an all-zero V (amax 0: no special value on the unused path).
+      const ChannelStats cs = channel_stats(p, hd, is_v ? 0.0f : total, is_v ? total : 0.0f,
+                                            is_v ? vlo : 0.0f, is_v ? vhi : 0.0f);
+      km = cs.km, vm = cs.vm, scale = cs.scale, inv = cs.inv;
+    }
+    const int64_t o = hd.bh * kDp + tid;
+    if (is_v) {
+      if (rank == 0) p.v_mean[o] = vm, p.v_scales[o] = scale, p.v_inv[o] = inv;
+      s_vm[tid] = vm, s_vinv[tid] = inv;
+    } else {
+      if (rank == 0) p.k_mean[o] = km;
+      s_km[tid] = km;
+    }
+  }
+  cluster_arrive();  // this CTA's reads of the others' shared memory are done
+  __syncthreads();   // s_km / s_vm / s_vinv are visible
+
+  // 4. Codes.
+#pragma unroll 1
+  for (int j = 0; j < C::kCtaBlocks; ++j) {
+    const uint32_t blk = first + j;
+    if (blk >= blocks) break;
+    if (blk < hd.chunks) {
+      const int rows = rows_of(hd, blk);
+      if (is_v)
+        v_codes_block<kBf16, kDp, true>(p, hd.bh, int64_t(blk) * kBlock, rows, tile(j), s_vm,
+                                        s_vinv, reinterpret_cast<uint8_t*>(tile(j)));
+      else
+        k_codes_block<kBf16, kDp>(p, hd.bh, blk, rows, tile(j), s_km, s_amax + j * kMaxKGroups);
+    } else if (is_v) {
+      write_padding_v<kDp>(p, hd, blk);
+    } else {
+      write_padding_k<kDp>(p, hd, blk);
+    }
+    // No barrier between blocks: each has its own s_amax slots and stages its V in its own tile.
+  }
+  cluster_wait();
+#else
+  __trap();  // launched only on devices with clusters (kv_quantize checks)
+#endif
 }
 
 // --------------------------------------------------------------------------------- host side
@@ -1224,7 +1486,87 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
 #endif
 }
 
+
+// The cluster kernel's CTAs per cluster for p: one per kCtaBlocks blocks of the padded sequence.
+template <int kDp>
+int64_t cluster_size(const KvQuantParams& p) {
+  const int64_t per_cta = ClusterShape<kDp>::kCtaBlocks;
+  return (p.seqlen_k_padded / kBlock + per_cta - 1) / per_cta;
+}
+
+// Why the cluster kernel cannot take p on the current device (null: it can). The device check
+// (clusters of this size schedulable with this shared memory) runs once per device and size.
+template <bool kBf16, int kDp>
+const char* cluster_unfit(const KvQuantParams& p) {
+  using C = ClusterShape<kDp>;
+  const int64_t cluster = cluster_size<kDp>(p);
+  if (cluster > kMaxCluster) return "the head is longer than one cluster holds";
+  if (p.batch * p.heads_kv * 2 * cluster > int64_t(INT32_MAX)) return "too many heads for one grid";
+  int device = 0, major = 0;
+  SAGEATTN_CUDA_CHECK(cudaGetDevice(&device));
+  SAGEATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major < 9) return "the device has no thread-block clusters (compute capability < 9.0)";
+  // Per (device, cluster size): 0 unknown, 1 schedulable, 2 not.
+  constexpr int kDevices = 64;
+  static std::atomic<uint8_t> fits[kDevices][kMaxCluster + 1];
+  if (device >= kDevices) return "device index beyond the cluster kernel's table";
+  std::atomic<uint8_t>& known = fits[device][cluster];
+  if (known.load(std::memory_order_relaxed) == 0) {
+    const auto kernel = &kv_quant_cluster_kernel<kBf16, kDp>;
+    SAGEATTN_CUDA_CHECK(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kTileBytes));
+    SAGEATTN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchConfig_t cfg{};
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = static_cast<unsigned>(cluster), attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(static_cast<unsigned>(2 * cluster)), cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = C::kTileBytes, cfg.attrs = &attr, cfg.numAttrs = 1;
+    int clusters = 0;
+    const cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+    if (e != cudaSuccess) (void)cudaGetLastError();  // not schedulable: a non-sticky error
+    known.store(e == cudaSuccess && clusters > 0 ? 1 : 2, std::memory_order_relaxed);
+  }
+  return known.load(std::memory_order_relaxed) == 1
+             ? nullptr
+             : "clusters of this size do not fit the device";
+}
+
+template <bool kBf16, int kDp>
+void launch_cluster(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
+  const int64_t cluster = cluster_size<kDp>(p);
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = static_cast<unsigned>(cluster), attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.gridDim = dim3(static_cast<unsigned>(p.batch * p.heads_kv * 2 * cluster));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = ClusterShape<kDp>::kTileBytes;
+  cfg.stream = stream, cfg.attrs = &attr, cfg.numAttrs = 1;
+  SAGEATTN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, &kv_quant_cluster_kernel<kBf16, kDp>, p,
+                                         static_cast<int>(cluster), aligned));
+  SAGEATTN_CUDA_CHECK_LAUNCH();
+}
+
+// Null if the cluster kernel can take p here, else why not (kv_quant_cluster_unfit).
+const char* cluster_unfit_any(const KvQuantParams& p) {
+  const bool bf16 = p.dtype == DType::kBF16;
+  switch (p.head_dim_padded) {
+    case 64: return bf16 ? cluster_unfit<true, 64>(p) : cluster_unfit<false, 64>(p);
+    case 128: return bf16 ? cluster_unfit<true, 128>(p) : cluster_unfit<false, 128>(p);
+    default: return bf16 ? cluster_unfit<true, 256>(p) : cluster_unfit<false, 256>(p);
+  }
+}
 }  // namespace
+
+const char* kv_quant_cluster_unfit(const KvQuantParams& p) {
+  if (p.head_dim_padded != 64 && p.head_dim_padded != 128 && p.head_dim_padded != 256)
+    return "head_dim_padded is not 64, 128 or 256";
+  return cluster_unfit_any(p);
+}
 
 std::size_t kv_quant_workspace_bytes(const KvQuantParams& p) {
   const Sizes s = sizes(p);
@@ -1279,6 +1621,27 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
                        p.seqlen_k_padded / kBlock <=
                            env_positive("SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS", kEarlyVMaxBlocks);
   const bool bf16 = p.dtype == DType::kBF16;
+  // The cluster kernel wherever it can run, unless a path is forced (kv_quant.h).
+  const char* unfit = p.path == KvQuantPath::kTickets ? "forced off" : cluster_unfit_any(p);
+  SAGEATTN_CHECK_CODE(p.path != KvQuantPath::kCluster || unfit == nullptr,
+                      ErrorCode::kUnsupported, "kv_quantize: the cluster kernel cannot take ",
+                      p.batch * p.heads_kv, " heads of ", p.seqlen_k_padded,
+                      " padded tokens at head dim ", dp, ": ", unfit);
+  const char* env = std::getenv("SAGEATTN_KV_QUANT_CLUSTER");
+  const bool env_off = p.path == KvQuantPath::kAuto && env != nullptr && std::strcmp(env, "0") == 0;
+  if (unfit == nullptr && !env_off) {
+    switch (dp) {
+      case 64:
+        return bf16 ? launch_cluster<true, 64>(p, aligned, stream)
+                    : launch_cluster<false, 64>(p, aligned, stream);
+      case 128:
+        return bf16 ? launch_cluster<true, 128>(p, aligned, stream)
+                    : launch_cluster<false, 128>(p, aligned, stream);
+      default:
+        return bf16 ? launch_cluster<true, 256>(p, aligned, stream)
+                    : launch_cluster<false, 256>(p, aligned, stream);
+    }
+  }
   switch (dp) {
     case 64:
       return bf16 ? launch<true, 64>(p, aligned, early_v, stream)

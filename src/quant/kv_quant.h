@@ -23,6 +23,13 @@
 // wait for a fold). The stats items' arrivals (on the head's counter, no group level) are
 // released one iteration late (kv_quant.cu) and the head's quantize item of block 0 folds the
 // chunk records, two-level. A head with a scaled channel has its V rewritten by its fold.
+// The cluster kernel (kv_quant.cu; sm_90 and newer, heads of at most 16 x 512 / dp blocks: N <= 4K
+// at hd128, 8K at hd64, 2K at hd256) does the same work with one DRAM read of K and V and no
+// counters: one thread-block cluster per (head, tensor) holds the head's K (or V) in its CTAs'
+// shared memory (64 KB each), adds each CTA's chunk sums, folds them across the cluster through
+// distributed shared memory in the same two-level order, and quantizes from shared memory. Same
+// bits as the ticket kernel (tests/gpu/test_gpu_quant.cu runs both). kv_quantize takes it wherever
+// it can run (KvQuantParams::path, SAGEATTN_KV_QUANT_CLUSTER=0 below).
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.
@@ -33,6 +40,8 @@
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
 //                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
 //                                  buffers, + blocks x max(4, blocks / 4), blocks per head)
+//   SAGEATTN_KV_QUANT_CLUSTER=0      the ticket kernel even where the cluster kernel could run
+//                                  (KvQuantPath::kAuto only)
 //   SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS  early_v for heads of at most this many blocks
 //                                  (default 32; 1 turns it off for every head longer than 64)
 #pragma once
@@ -46,6 +55,11 @@
 #include "sageattn/types.h"
 
 namespace sageattn::quant {
+
+// Which kernel quantizes (the comment above): kAuto the cluster kernel wherever it can run, else
+// the ticket kernel; kTickets always the ticket kernel; kCluster the cluster kernel or an Error
+// (kUnsupported) saying why it cannot (tests, benchmarks).
+enum class KvQuantPath { kAuto, kTickets, kCluster };
 
 struct KvQuantParams {
   // ---- inputs ----
@@ -65,6 +79,7 @@ struct KvQuantParams {
   Smoothing smooth_k = Smoothing::kOn;
   Smoothing smooth_v = Smoothing::kOff;
   PvMode pv_mode = PvMode::kFp8;  // resolved
+  KvQuantPath path = KvQuantPath::kAuto;
 
   // ---- outputs (workspace) ----
   int8_t* k_codes = nullptr;  // [b, h_kv, np, dp]
@@ -93,8 +108,12 @@ std::size_t kv_quant_workspace_bytes(const KvQuantParams& p);
 // Points the output buffers of p into `workspace` (kv_quant_workspace_bytes(p) bytes).
 void kv_quant_bind_workspace(KvQuantParams& p, void* workspace);
 
-// Quantizes K and V on `stream`: one memset that zeroes the per-head and per-group counters and
-// the ticket counter (the workspace may be fresh memory), then one kernel.
+// Null if the cluster kernel can quantize p on the current device, else the reason it cannot.
+const char* kv_quant_cluster_unfit(const KvQuantParams& p);
+
+// Quantizes K and V on `stream` with the kernel p.path selects. The ticket kernel: one memset that
+// zeroes the per-head and per-group counters and the ticket counter (the workspace may be fresh
+// memory), then one kernel. The cluster kernel: one kernel (no counters).
 void kv_quantize(const KvQuantParams& p, cudaStream_t stream);
 
 // k-position of token w (0 <= w < 32) inside a 32-token chunk of the fp8 V layout: the order in

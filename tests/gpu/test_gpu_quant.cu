@@ -2,7 +2,9 @@
 // the CPU reference's quantization steps (src/cpu/reference.h): K mean, int8 K codes and group
 // scales, V mean, V scales and fp8/fp16 V codes (at their permuted / padded positions), for
 // both layouts, both dtypes, every granularity, smoothing on and off, every P.V mode, odd lengths
-// and head dims that need padding, dense and varlen. The padding must hold zeros.
+// and head dims that need padding, dense and varlen. The padding must hold zeros. Each case runs
+// on both kernels: the ticket kernel (any GPU) and the cluster kernel (sm_90 and newer, heads that
+// fit one cluster; skipped with the reason elsewhere).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -35,7 +37,7 @@ struct QuantCase {
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t kernel_hd(int64_t d) { return d <= 64 ? 64 : d <= 128 ? 128 : 256; }
 
-void check_case(const QuantCase& c) {
+void check_case(const QuantCase& c, quant::KvQuantPath path) {
   const bool varlen = !c.varlen.empty();
   const int64_t batch = varlen ? int64_t(c.varlen.size()) : c.b;
   std::vector<int32_t> cu(batch + 1, 0);
@@ -70,6 +72,11 @@ void check_case(const QuantCase& c) {
   p.batch = batch, p.heads_kv = c.h, p.seqlen_k = max_len, p.head_dim = c.d;
   p.head_dim_padded = kernel_hd(c.d), p.seqlen_k_padded = round_up(max_len, kSm80Tiles.block_k);
   p.granularity = c.gran, p.smooth_k = c.smooth_k, p.smooth_v = c.smooth_v, p.pv_mode = c.mode;
+  p.path = path;
+  if (path == quant::KvQuantPath::kCluster) {
+    if (const char* why = quant::kv_quant_cluster_unfit(p))
+      GTEST_SKIP() << "cluster kernel: " << why;
+  }
   DeviceBuffer ws(quant::kv_quant_workspace_bytes(p));
   // Poison: padding must be written by the quantizer, and the counters (poisoned too) must be
   // zeroed by kv_quantize itself.
@@ -167,7 +174,43 @@ TEST_P(GpuQuant, BitIdenticalToReference) {
   const QuantCase& c = GetParam();
   // (Below sm89 the quantizer encodes fp8 in software: the fp8 cases are checked there too.)
   if (c.large && quick_mode()) GTEST_SKIP() << "large case skipped in quick mode";
-  check_case(c);
+  check_case(c, quant::KvQuantPath::kTickets);
+}
+
+TEST_P(GpuQuant, ClusterKernelBitIdenticalToReference) {
+  const QuantCase& c = GetParam();
+  if (c.large && quick_mode()) GTEST_SKIP() << "large case skipped in quick mode";
+  check_case(c, quant::KvQuantPath::kCluster);
+}
+
+// Forced onto a head longer than one cluster holds (hd128: 16 CTAs x 4 blocks = 4096 tokens), the
+// cluster kernel refuses with kUnsupported and writes nothing.
+TEST_F(GpuTest, ClusterKernelRefusesAHeadLongerThanACluster) {
+  quant::KvQuantParams p;
+  DeviceBuffer k(2 * 4097 * 128 * 2), v(2 * 4097 * 128 * 2);
+  p.k = k.get(), p.v = v.get();
+  p.k_stride_b = p.v_stride_b = 2 * 4097 * 128, p.k_stride_h = p.v_stride_h = 4097 * 128;
+  p.k_stride_n = p.v_stride_n = 128;
+  p.batch = 1, p.heads_kv = 2, p.seqlen_k = 4097, p.head_dim = 128, p.head_dim_padded = 128;
+  p.seqlen_k_padded = 4160;
+  p.path = quant::KvQuantPath::kCluster;
+  const char* why = quant::kv_quant_cluster_unfit(p);
+  ASSERT_NE(why, nullptr);
+  DeviceBuffer ws(quant::kv_quant_workspace_bytes(p));
+  ws.fill(0xA5);
+  quant::kv_quant_bind_workspace(p, ws.get());
+  try {
+    quant::kv_quantize(p, nullptr);
+    FAIL() << "kv_quantize took a 65-block head on the cluster kernel";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+  }
+  SAGEATTN_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint8_t> after(quant::kv_quant_workspace_bytes(p));
+  SAGEATTN_CUDA_CHECK(cudaMemcpy(after.data(), ws.get(), after.size(), cudaMemcpyDeviceToHost));
+  EXPECT_TRUE(std::all_of(after.begin(), after.end(), [](uint8_t b) { return b == 0xA5; }))
+      << "the refused call wrote to the workspace";
 }
 
 using cpu::InputFamily;
@@ -242,6 +285,21 @@ const QuantCase kCases[] = {
     {"hnd_bf16_4100_d256_fp8_smoothv", 1, 2, 4100, 256, DType::kBF16, Layout::kHND,
      Granularity::kPerThread, Smoothing::kOn, Smoothing::kOn, PvMode::kFp8,
      InputFamily::kOutliers, {}, true},
+    // The cluster kernel's largest heads (16 CTAs, the non-portable size) at each head dim: 4096
+    // tokens at hd128, 8192 at hd64 (varlen, beside a 1-token and a 4100-token sequence), 2048 at
+    // hd256; and 1088 tokens at hd128 (5 CTAs, the last with one block and three past np).
+    {"hnd_bf16_4096_fp8_cluster16", 1, 2, 4096, 128, DType::kBF16, Layout::kHND,
+     Granularity::kPerWarp, Smoothing::kOn, Smoothing::kOff, PvMode::kFp8,
+     InputFamily::kKChannelBias, {}},
+    {"varlen_f16_d64_fp8_fp16acc_cluster16", 0, 2, 0, 64, DType::kF16, Layout::kNHD,
+     Granularity::kPerThread, Smoothing::kOn, Smoothing::kOn, PvMode::kFp8Fp16Acc,
+     InputFamily::kOutliers, {8192, 1, 4100}},
+    {"nhd_bf16_2048_d256_fp16_cluster16", 1, 2, 2048, 256, DType::kBF16, Layout::kNHD,
+     Granularity::kPerBlock, Smoothing::kOn, Smoothing::kOn, PvMode::kFp16,
+     InputFamily::kGaussian, {}, false, 1},
+    {"hnd_f16_1088_fp8_cluster5", 2, 2, 1088, 128, DType::kF16, Layout::kHND,
+     Granularity::kPerThread, Smoothing::kOff, Smoothing::kOff, PvMode::kFp8,
+     InputFamily::kOutliers, {}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, GpuQuant, ::testing::ValuesIn(kCases),

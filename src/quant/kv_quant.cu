@@ -1149,15 +1149,11 @@ struct ClusterShape {
   // several CTAs share an SM and one's loads overlap another's compute and stores.
   static constexpr int kCtaBlocks = 32768 / (kBlock * kDp);
   static constexpr int kTileBytes = kCtaBlocks * kBlock * kDp * 2;
+  static constexpr int kLanesPerChannel = kThreads / kDp;      // threads of one channel's chains
+  static constexpr int kChains = kCtaBlocks * kDp / kThreads;  // (block, channel) chains a thread
   static constexpr int kCtasPerSm = kDp == 256 ? 2 : 3;
-  // The fold: groups gathered at once (one per kDp / 4 threads) = the most a head can have; V's
-  // min / max are gathered by that many lanes per 4-channel quad.
-  static constexpr int kFoldGroups = kThreads / (kDp / 4);
-  static_assert(kCtaBlocks * kDp == 2 * kThreads, "a thread's stats chains: one channel pair");
-  static_assert(kFoldGroups * kGroupChunks >= kMaxCluster * kCtaBlocks,
-                "the fold's threads cover every group of the longest head");
-  static_assert(2 * kCtaBlocks * kDp <= kFoldGroups * kDp, "V's per-block min / max fit s_grp");
-  static_assert(kFoldGroups <= 32 && kMaxCluster % kFoldGroups == 0, "a quad's lanes: one warp");
+  static_assert(kChains * kThreads == kCtaBlocks * kDp && kLanesPerChannel * kDp == kThreads,
+                "the stats chains tile the CTA's threads");
 };
 
 // Probe, off by default: -DSAGEATTN_KV_QUANT_CLUSTER_TRACE=1 sums each CTA's phases (thread 0's
@@ -1186,17 +1182,14 @@ __device__ __forceinline__ void cluster_arrive() {
 __device__ __forceinline__ void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
 }
-// The 16 bytes at `local`'s offset (16-byte aligned) in the shared memory of CTA `rank`.
-__device__ __forceinline__ float4 ld_cluster_v4(const float* local, uint32_t rank) {
+// The float at `local`'s offset in the shared memory of the cluster's CTA `rank`.
+__device__ __forceinline__ float ld_cluster(const float* local, uint32_t rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n"
                : "=r"(remote)
                : "r"(ptx::smem_u32(local)), "r"(rank));
-  float4 v;
-  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "r"(remote)
-               : "memory");
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
   return v;
 }
 #endif
@@ -1223,11 +1216,8 @@ __global__ void __launch_bounds__(kThreads, ClusterShape<kDp>::kCtasPerSm)
   using C = ClusterShape<kDp>;
   extern __shared__ __align__(16) uint8_t smem[];
   uint16_t* const tiles = reinterpret_cast<uint16_t*>(smem);  // [kCtaBlocks][kBlock][kDp]
-  __shared__ __align__(16) float s_sum[C::kCtaBlocks * kDp];  // [block][channel]: chunk sums
-  __shared__ __align__(16) float s_lo[kDp];  // V: the CTA's min / max per channel
-  __shared__ __align__(16) float s_hi[kDp];
-  // The fold's group sums [group][channel]; before the cluster barrier, V's per-block min / max.
-  __shared__ __align__(16) float s_grp[C::kFoldGroups * kDp];
+  __shared__ float s_sum[C::kCtaBlocks * kDp];  // [block][channel]: the blocks' chunk sums
+  __shared__ float s_lo[kThreads], s_hi[kThreads];  // V: min / max over each thread's chains
   __shared__ __align__(16) float s_km[kDp];
   __shared__ __align__(16) float s_vm[kDp];
   __shared__ __align__(16) float s_vinv[kDp];
@@ -1263,137 +1253,76 @@ __global__ void __launch_bounds__(kThreads, ClusterShape<kDp>::kCtasPerSm)
   __syncthreads();
   SAGEATTN_CT_MARK(kCtLoad);
 
-  // 2. Chunk sums (and V's min / max). Thread tid: the channel pair (c, c + 1), c = 2 * (tid %
-  // kPairs), of block tid / kPairs, its rows in token order (two independent chains); a warp reads
-  // 32 consecutive pairs of a row (128 bytes: conflict-free).
-  constexpr int kPairs = kDp / 2;
-  {
-    const int c = 2 * (tid % kPairs), j = tid / kPairs;
+  // 2. Chunk sums (and V's min / max). Chain i of thread tid: channel tid % kDp of block
+  // tid / kDp + i * kLanesPerChannel. A warp reads 32 consecutive channels of a row.
+  const int c = tid % kDp;
+  float lo = INFINITY, hi = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < C::kChains; ++i) {
+    const int j = tid / kDp + i * C::kLanesPerChannel;
     const uint32_t blk = first + j;
-    float lo0 = INFINITY, lo1 = INFINITY, hi0 = -INFINITY, hi1 = -INFINITY;
     if (c < d && blk < hd.chunks) {
       const int rows = rows_of(hd, blk);
       const uint16_t* col = tile(j) + c;
-      float sum0 = 0.0f, sum1 = 0.0f;
+      float sum = 0.0f;
       if (is_v) {
 #pragma unroll 8
         for (int r = 0; r < rows; ++r) {
-          float x0, x1;
-          widen2<kBf16>(*reinterpret_cast<const uint32_t*>(col + r * kDp), x0, x1);
-          sum0 = __fadd_rn(sum0, x0), sum1 = __fadd_rn(sum1, x1);
+          const float x = widen1<kBf16>(col[r * kDp]);
+          sum = __fadd_rn(sum, x);
           // A NaN counts as both -inf and +inf (block_stats).
-          lo0 = fminf(lo0, fmaxf(x0, -INFINITY)), hi0 = fmaxf(hi0, fminf(x0, INFINITY));
-          lo1 = fminf(lo1, fmaxf(x1, -INFINITY)), hi1 = fmaxf(hi1, fminf(x1, INFINITY));
+          lo = fminf(lo, fmaxf(x, -INFINITY));
+          hi = fmaxf(hi, fminf(x, INFINITY));
         }
       } else {
 #pragma unroll 8
-        for (int r = 0; r < rows; ++r) {
-          float x0, x1;
-          widen2<kBf16>(*reinterpret_cast<const uint32_t*>(col + r * kDp), x0, x1);
-          sum0 = __fadd_rn(sum0, x0), sum1 = __fadd_rn(sum1, x1);
-        }
+        for (int r = 0; r < rows; ++r) sum = __fadd_rn(sum, widen1<kBf16>(col[r * kDp]));
       }
-      s_sum[j * kDp + c] = sum0, s_sum[j * kDp + c + 1] = sum1;
-    }
-    if (is_v) {  // V's min / max per block, in s_grp (free until the fold), then per channel
-      s_grp[j * kDp + c] = lo0, s_grp[j * kDp + c + 1] = lo1;
-      s_grp[(C::kCtaBlocks + j) * kDp + c] = hi0, s_grp[(C::kCtaBlocks + j) * kDp + c + 1] = hi1;
-      __syncthreads();
-      if (tid < kDp) {
-        float lo = INFINITY, hi = -INFINITY;
-#pragma unroll
-        for (int b = 0; b < C::kCtaBlocks; ++b) {
-          lo = fminf(lo, s_grp[b * kDp + tid]);
-          hi = fmaxf(hi, s_grp[(C::kCtaBlocks + b) * kDp + tid]);
-        }
-        s_lo[tid] = lo, s_hi[tid] = hi;
-      }
+      s_sum[j * kDp + c] = sum;
     }
   }
+  s_lo[tid] = lo, s_hi[tid] = hi;
   SAGEATTN_CT_MARK(kCtStats);
   cluster_arrive();
   cluster_wait();  // every CTA's sums, minima and maxima are visible across the cluster
-  SAGEATTN_CT_MARK(kCtSync);
 
-  // 3. The head's stats of this tensor. All threads first gather from the cluster with 16-byte
-  // loads of 4 channels (kQuads per record), every load of a thread independent:
-  //  - the sums (K with smooth_k, V with smooth_v): thread tid folds group g = tid / kQuads (its
-  //    <= kGroupChunks chunks, ascending, from 0) for quad tid % kQuads into s_grp;
-  //  - V's min / max: thread tid takes quad tid / kFoldGroups over the ranks congruent to
-  //    tid % kFoldGroups; the kFoldGroups lanes of a quad (consecutive) combine by shuffles.
-  // Then thread c < d adds channel c's group sums in group order from 0 (the contract's two-level
-  // order, docs/NUMERICS.md §2) and computes the stats as publish_head does.
-  constexpr int kQuads = kDp / 4;
-  const bool sums = is_v ? p.smooth_v == Smoothing::kOn : p.smooth_k == Smoothing::kOn;
-  const int n = static_cast<int>(hd.chunks);
-  if (sums) {
-    const int g = tid / kQuads, c4 = (tid % kQuads) * 4;
-    if (g * kGroupChunks < n && c4 < d) {
-      float4 x[kGroupChunks];
-#pragma unroll
-      for (int k = 0; k < kGroupChunks; ++k) {
-        const int i = g * kGroupChunks + k;
-        x[k] = i < n ? ld_cluster_v4(&s_sum[(i % C::kCtaBlocks) * kDp + c4],
-                                     static_cast<uint32_t>(i / C::kCtaBlocks))
-                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      }
-      float4 grp = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-      for (int k = 0; k < kGroupChunks; ++k) {
-        if (g * kGroupChunks + k < n) {
-          grp.x = __fadd_rn(grp.x, x[k].x), grp.y = __fadd_rn(grp.y, x[k].y);
-          grp.z = __fadd_rn(grp.z, x[k].z), grp.w = __fadd_rn(grp.w, x[k].w);
-        }
-      }
-      *reinterpret_cast<float4*>(&s_grp[g * kDp + c4]) = grp;
-    }
-  }
-  if (is_v) {
-    const int q = tid / C::kFoldGroups, slot = tid % C::kFoldGroups;
-    float4 lo = make_float4(INFINITY, INFINITY, INFINITY, INFINITY);
-    float4 hi = make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
-#pragma unroll
-    for (int k = 0; k < kMaxCluster / C::kFoldGroups; ++k) {
-      const int r = slot + k * C::kFoldGroups;
-      if (r < cluster) {
-        const float4 a = ld_cluster_v4(&s_lo[q * 4], static_cast<uint32_t>(r));
-        const float4 b = ld_cluster_v4(&s_hi[q * 4], static_cast<uint32_t>(r));
-        lo.x = fminf(lo.x, a.x), lo.y = fminf(lo.y, a.y), lo.z = fminf(lo.z, a.z);
-        lo.w = fminf(lo.w, a.w);
-        hi.x = fmaxf(hi.x, b.x), hi.y = fmaxf(hi.y, b.y), hi.z = fmaxf(hi.z, b.z);
-        hi.w = fmaxf(hi.w, b.w);
-      }
-    }
-#pragma unroll
-    for (int o = 1; o < C::kFoldGroups; o <<= 1) {
-      lo.x = fminf(lo.x, __shfl_xor_sync(0xffffffffu, lo.x, o));
-      lo.y = fminf(lo.y, __shfl_xor_sync(0xffffffffu, lo.y, o));
-      lo.z = fminf(lo.z, __shfl_xor_sync(0xffffffffu, lo.z, o));
-      lo.w = fminf(lo.w, __shfl_xor_sync(0xffffffffu, lo.w, o));
-      hi.x = fmaxf(hi.x, __shfl_xor_sync(0xffffffffu, hi.x, o));
-      hi.y = fmaxf(hi.y, __shfl_xor_sync(0xffffffffu, hi.y, o));
-      hi.z = fmaxf(hi.z, __shfl_xor_sync(0xffffffffu, hi.z, o));
-      hi.w = fmaxf(hi.w, __shfl_xor_sync(0xffffffffu, hi.w, o));
-    }
-    // The channel min / max wait in s_vm / s_vinv: thread c reads its own entry below, then
-    // overwrites it with the mean and the multiplier.
-    if (slot == 0) {
-      *reinterpret_cast<float4*>(&s_vm[q * 4]) = lo;
-      *reinterpret_cast<float4*>(&s_vinv[q * 4]) = hi;
-    }
-  }
-  cluster_arrive();  // this CTA's reads of the others' shared memory are done
-  __syncthreads();   // s_grp, s_vm, s_vinv hold the gathered values
+  SAGEATTN_CT_MARK(kCtSync);
+  // 3. The head's stats of this tensor, channel by channel.
   if (tid < kDp) {
     float km = 0.0f, vm = 0.0f, scale = 1.0f, inv = 1.0f;
     if (tid < d) {
+      const bool sums = is_v ? p.smooth_v == Smoothing::kOn : p.smooth_k == Smoothing::kOn;
       float total = 0.0f;
-      if (sums)
-        for (int g = 0; g * kGroupChunks < n; ++g) total = __fadd_rn(total, s_grp[g * kDp + tid]);
-      const float vlo = is_v ? s_vm[tid] : 0.0f, vhi = is_v ? s_vinv[tid] : 0.0f;
+      if (sums) {
+        const int n = static_cast<int>(hd.chunks);
+        for (int g0 = 0; g0 < n; g0 += kGroupChunks) {
+          float x[kGroupChunks];
+#pragma unroll
+          for (int k = 0; k < kGroupChunks; ++k) {
+            const int i = g0 + k;
+            x[k] = i < n ? ld_cluster(&s_sum[(i % C::kCtaBlocks) * kDp + tid],
+                                      static_cast<uint32_t>(i / C::kCtaBlocks))
+                         : 0.0f;
+          }
+          float grp = 0.0f;
+#pragma unroll
+          for (int k = 0; k < kGroupChunks; ++k)
+            if (g0 + k < n) grp = __fadd_rn(grp, x[k]);
+          total = __fadd_rn(total, grp);
+        }
+      }
+      float vlo = INFINITY, vhi = -INFINITY;
+      if (is_v) {
+        for (int r = 0; r < cluster; ++r)
+#pragma unroll
+          for (int k = 0; k < C::kLanesPerChannel; ++k) {
+            vlo = fminf(vlo, ld_cluster(&s_lo[tid + k * kDp], static_cast<uint32_t>(r)));
+            vhi = fmaxf(vhi, ld_cluster(&s_hi[tid + k * kDp], static_cast<uint32_t>(r)));
+          }
+      }
       // K passes an all-zero V (amax 0: no special value on the unused path).
-      const ChannelStats cs =
-          channel_stats(p, hd, is_v ? 0.0f : total, is_v ? total : 0.0f, vlo, vhi);
+      const ChannelStats cs = channel_stats(p, hd, is_v ? 0.0f : total, is_v ? total : 0.0f,
+                                            is_v ? vlo : 0.0f, is_v ? vhi : 0.0f);
       km = cs.km, vm = cs.vm, scale = cs.scale, inv = cs.inv;
     }
     const int64_t o = hd.bh * kDp + tid;
@@ -1405,7 +1334,8 @@ __global__ void __launch_bounds__(kThreads, ClusterShape<kDp>::kCtasPerSm)
       s_km[tid] = km;
     }
   }
-  __syncthreads();  // s_km / s_vm / s_vinv are visible
+  cluster_arrive();  // this CTA's reads of the others' shared memory are done
+  __syncthreads();   // s_km / s_vm / s_vinv are visible
   SAGEATTN_CT_MARK(kCtFold);
 
   // 4. Codes.

@@ -6,10 +6,11 @@
 #      -DSAGEATTN_KV_QUANT_CLUSTER_TRACE=1 (build/cq_trace) alongside;
 #   2. test_gpu_quant in full mode (both kernels on every case), test_gpu_attention and
 #      test_gpu_hardening (the automatic path: the cluster kernel wherever a head fits);
-#   3. hd128 fp8 N = 1K / 4K / 16K, the cluster kernel (default) against the ticket kernel
-#      (SAGEATTN_KV_QUANT_CLUSTER=0) interleaved, twice; hd64 4K and hd128 fp16 4K once each
-#      (CQ_LEAN=1: hd128 1K / 4K and hd64 4K once); with CQ_TRACE=1 the per-CTA phases of the
-#      cluster kernel at hd128 1K / 4K and hd64 4K;
+#   3. hd128 fp8 N = 1K / 4K / 16K, the cluster kernel (SAGEATTN_KV_QUANT_CLUSTER=1: wherever it
+#      fits) against the ticket kernel (=0) interleaved, twice; hd64 4K, hd128 fp16 1K (the ticket
+#      kernel's early_v, where the automatic choice keeps it) and 4K, hd256 fp8 1K once each
+#      (CQ_LEAN=1: hd128 fp8 1K / 4K, hd64 4K and hd128 fp16 1K once); with CQ_TRACE=1 the
+#      per-CTA phases of the cluster kernel at hd128 1K / 4K and hd64 4K;
 #   4. ncu of both quantizers at hd128 4K: duration, DRAM bytes read / written, DRAM throughput
 #      (not with CQ_LEAN=1);
 #   5. memcheck and racecheck (quick mode) of the four GPU test programs (sanitize_variant.sh), or
@@ -48,12 +49,14 @@ bench() {  # bench CLUSTER HD N MODES
 }
 if [ "$lean" = 1 ]; then
   for n in 1024 4096; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; done
-  for c in 1 0; do bench "$c" 64 4096 fp8; done
+  for c in 1 0; do bench "$c" 64 4096 fp8; bench "$c" 128 1024 fp16; done
 else
   for rep in 1 2; do
     for n in 1024 4096 16384; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; done
   done
-  for c in 1 0; do bench "$c" 64 4096 fp8; bench "$c" 128 4096 fp16; done
+  for c in 1 0; do
+    bench "$c" 64 4096 fp8; bench "$c" 128 1024 fp16; bench "$c" 128 4096 fp16; bench "$c" 256 1024 fp8
+  done
 fi
 echo "== bench $SECONDS s"
 if [ "${CQ_TRACE:-0}" = 1 ]; then

@@ -1678,15 +1678,21 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
                        p.seqlen_k_padded / kBlock <=
                            env_positive("SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS", kEarlyVMaxBlocks);
   const bool bf16 = p.dtype == DType::kBF16;
-  // The cluster kernel wherever it can run, unless a path is forced (kv_quant.h).
+  // The cluster kernel where it can run, unless a path is forced (kv_quant.h). kAuto takes it
+  // where it was measured at least level with the ticket kernel (bench/NOTES.md section 39: hd64
+  // and hd128, fp8 and fp16 modes); not yet at padded head dim 256 (two CTAs per SM) nor where the
+  // ticket kernel reads V once (early_v, compiled for hd128 and hd256), both unmeasured.
   const char* unfit = p.path == KvQuantPath::kTickets ? "forced off" : cluster_unfit_any(p);
   SAGEATTN_CHECK_CODE(p.path != KvQuantPath::kCluster || unfit == nullptr,
                       ErrorCode::kUnsupported, "kv_quantize: the cluster kernel cannot take ",
                       p.batch * p.heads_kv, " heads of ", p.seqlen_k_padded,
                       " padded tokens at head dim ", dp, ": ", unfit);
   const char* env = std::getenv("SAGEATTN_KV_QUANT_CLUSTER");
-  const bool env_off = p.path == KvQuantPath::kAuto && env != nullptr && std::strcmp(env, "0") == 0;
-  if (unfit == nullptr && !env_off) {
+  const bool env_off = env != nullptr && std::strcmp(env, "0") == 0;
+  const bool env_on = env != nullptr && std::strcmp(env, "1") == 0;  // wherever it fits
+  const bool auto_off = p.path == KvQuantPath::kAuto &&
+                        (env_off || (!env_on && (dp == 256 || (early_v && dp >= 128))));
+  if (unfit == nullptr && !auto_off) {
     switch (dp) {
       case 64:
         return bf16 ? launch_cluster<true, 64>(p, aligned, stream)

@@ -28,8 +28,9 @@
 // counters: one thread-block cluster per (head, tensor) holds the head's K (or V) in its CTAs'
 // shared memory (64 KB each), adds each CTA's chunk sums, folds them across the cluster through
 // distributed shared memory in the same two-level order, and quantizes from shared memory. Same
-// bits as the ticket kernel (tests/gpu/test_gpu_quant.cu runs both). kv_quantize takes it wherever
-// it can run (KvQuantParams::path, SAGEATTN_KV_QUANT_CLUSTER=0 below).
+// bits as the ticket kernel (tests/gpu/test_gpu_quant.cu runs both). kv_quantize takes it where it
+// can run and was measured to pay: head dims 64 and 128, except early_v heads (KvQuantParams::path,
+// SAGEATTN_KV_QUANT_CLUSTER below).
 // Output buffers are padded: tokens to a multiple of block_k, channels to head_dim_padded, the
 // padding filled with zeros (codes) / neutral values (scales 1, means 0). An empty sequence gets
 // neutral means and scales too.
@@ -40,8 +41,8 @@
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
 //                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
 //                                  buffers, + blocks x max(4, blocks / 4), blocks per head)
-//   SAGEATTN_KV_QUANT_CLUSTER=0      the ticket kernel even where the cluster kernel could run
-//                                  (KvQuantPath::kAuto only)
+//   SAGEATTN_KV_QUANT_CLUSTER      0: the ticket kernel even where the cluster kernel would run;
+//                                  1: the cluster kernel wherever it fits (KvQuantPath::kAuto only)
 //   SAGEATTN_KV_QUANT_EARLY_V_MAX_BLOCKS  early_v for heads of at most this many blocks
 //                                  (default 32; 1 turns it off for every head longer than 64)
 #pragma once
@@ -56,8 +57,8 @@
 
 namespace sageattn::quant {
 
-// Which kernel quantizes (the comment above): kAuto the cluster kernel wherever it can run, else
-// the ticket kernel; kTickets always the ticket kernel; kCluster the cluster kernel or an Error
+// Which kernel quantizes (the comment above): kAuto the cluster kernel where it can run and pays,
+// else the ticket kernel; kTickets always the ticket kernel; kCluster the cluster kernel or an Error
 // (kUnsupported) saying why it cannot (tests, benchmarks).
 enum class KvQuantPath { kAuto, kTickets, kCluster };
 

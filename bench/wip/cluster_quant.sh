@@ -65,7 +65,7 @@ if [ "${CQ_TRACE:-0}" = 1 ]; then
     IFS=: read -r hd n <<<"$pr"
     timeout 60 build/cq_trace/tools/sageattn bench --batch $((32768 / n)) --heads 32 --seqlen "$n" \
       --head-dim "$hd" --modes fp8 --warmup 1 --iters 2 >"$out/trace_${hd}_$n.log" 2>&1
-    grep "cluster trace" "$out/trace_${hd}_$n.log" | tail -n 1
+    grep "cluster trace" "$out/trace_${hd}_$n.log" | tail -n 2  # (per tensor on wip/cluster-fold)
   done
 fi
 if [ "$lean" != 1 ]; then

@@ -1164,7 +1164,9 @@ struct ClusterShape {
 #if SAGEATTN_KV_QUANT_CLUSTER_TRACE
 // Phases: load (entry -> tiles landed), stats, sync (first cluster barrier), fold, codes, exit
 // (the last cluster wait); then CTAs, the first entry and the last exit (span).
-enum ClusterTrace : int { kCtLoad, kCtStats, kCtSync, kCtFold, kCtCodes, kCtExit, kCtCtas, kCtFirst, kCtLast, kCtFields };
+enum ClusterTrace : int {
+  kCtLoad, kCtStats, kCtSync, kCtFold, kCtCodes, kCtExit, kCtCtas, kCtFirst, kCtLast, kCtFields
+};
 __device__ unsigned long long g_ctrace[kCtFields];
 #endif
 
@@ -1601,8 +1603,9 @@ void launch_cluster(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
                "kv_quant cluster trace: hd %d cluster %lld CTAs %llu span %.1f us, mean CTAs in"
                " flight %.1f | per CTA (us): load %.2f stats %.2f sync %.2f fold %.2f codes %.2f"
                " exit %.2f = %.2f\n",
-               kDp, static_cast<long long>(cluster), t[kCtCtas], 1e-3 * double(t[kCtLast] - t[kCtFirst]),
-               life / double(t[kCtLast] - t[kCtFirst]), 1e-3 * t[kCtLoad] / n, 1e-3 * t[kCtStats] / n,
+               kDp, static_cast<long long>(cluster), t[kCtCtas],
+               1e-3 * double(t[kCtLast] - t[kCtFirst]), life / double(t[kCtLast] - t[kCtFirst]),
+               1e-3 * t[kCtLoad] / n, 1e-3 * t[kCtStats] / n,
                1e-3 * t[kCtSync] / n, 1e-3 * t[kCtFold] / n, 1e-3 * t[kCtCodes] / n,
                1e-3 * t[kCtExit] / n, 1e-3 * life / n);
 #endif

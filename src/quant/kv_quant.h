@@ -58,8 +58,8 @@
 namespace sageattn::quant {
 
 // Which kernel quantizes (the comment above): kAuto the cluster kernel where it can run and pays,
-// else the ticket kernel; kTickets always the ticket kernel; kCluster the cluster kernel or an Error
-// (kUnsupported) saying why it cannot (tests, benchmarks).
+// else the ticket kernel; kTickets always the ticket kernel; kCluster the cluster kernel or an
+// Error (kUnsupported) saying why it cannot (tests, benchmarks).
 enum class KvQuantPath { kAuto, kTickets, kCluster };
 
 struct KvQuantParams {

@@ -1530,6 +1530,23 @@ int64_t cluster_size(const KvQuantParams& p) {
   return (p.seqlen_k_padded / kBlock + per_cta - 1) / per_cta;
 }
 
+// A launch configuration of the cluster kernel: `grid` CTAs in clusters of `cluster`.
+struct ClusterLaunch {
+  cudaLaunchAttribute attr{};
+  cudaLaunchConfig_t cfg{};
+  ClusterLaunch(int64_t grid, int64_t cluster, int smem, cudaStream_t stream) {
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = static_cast<unsigned>(cluster);
+    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+    cfg.gridDim = dim3(static_cast<unsigned>(grid));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+    cfg.stream = stream, cfg.attrs = &attr, cfg.numAttrs = 1;
+  }
+  ClusterLaunch(const ClusterLaunch&) = delete;  // cfg.attrs points into the object
+  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
+};
+
 // Why the cluster kernel cannot take p on the current device (null: it can). The device check
 // (clusters of this size schedulable with this shared memory) runs once per device and size.
 template <bool kBf16, int kDp>
@@ -1548,21 +1565,19 @@ const char* cluster_unfit(const KvQuantParams& p) {
   if (device >= kDevices) return "device index beyond the cluster kernel's table";
   std::atomic<uint8_t>& known = fits[device][cluster];
   if (known.load(std::memory_order_relaxed) == 0) {
+    // A device that refuses any step (the shared memory, a non-portable size, the occupancy
+    // query) does not get the cluster kernel: its errors are not sticky and are cleared here.
     const auto kernel = &kv_quant_cluster_kernel<kBf16, kDp>;
-    SAGEATTN_CUDA_CHECK(cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kTileBytes));
-    SAGEATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    cudaLaunchConfig_t cfg{};
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = static_cast<unsigned>(cluster), attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.gridDim = dim3(static_cast<unsigned>(2 * cluster)), cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = C::kTileBytes, cfg.attrs = &attr, cfg.numAttrs = 1;
+    cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kTileBytes);
+    if (e == cudaSuccess && cluster > 8)
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     int clusters = 0;
-    const cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
-    if (e != cudaSuccess) (void)cudaGetLastError();  // not schedulable: a non-sticky error
+    if (e == cudaSuccess) {
+      const ClusterLaunch l(2 * cluster, cluster, C::kTileBytes, nullptr);
+      e = cudaOccupancyMaxActiveClusters(&clusters, kernel, &l.cfg);
+    }
+    if (e != cudaSuccess) (void)cudaGetLastError();
     known.store(e == cudaSuccess && clusters > 0 ? 1 : 2, std::memory_order_relaxed);
   }
   return known.load(std::memory_order_relaxed) == 1
@@ -1573,15 +1588,8 @@ const char* cluster_unfit(const KvQuantParams& p) {
 template <bool kBf16, int kDp>
 void launch_cluster(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   const int64_t cluster = cluster_size<kDp>(p);
-  cudaLaunchConfig_t cfg{};
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = static_cast<unsigned>(cluster), attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cfg.gridDim = dim3(static_cast<unsigned>(p.batch * p.heads_kv * 2 * cluster));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = ClusterShape<kDp>::kTileBytes;
-  cfg.stream = stream, cfg.attrs = &attr, cfg.numAttrs = 1;
+  const ClusterLaunch l(p.batch * p.heads_kv * 2 * cluster, cluster, ClusterShape<kDp>::kTileBytes,
+                        stream);
 #if SAGEATTN_KV_QUANT_CLUSTER_TRACE
   void* trace = nullptr;
   SAGEATTN_CUDA_CHECK(cudaGetSymbolAddress(&trace, g_ctrace));
@@ -1589,7 +1597,7 @@ void launch_cluster(const KvQuantParams& p, bool aligned, cudaStream_t stream) {
   init[kCtFirst] = ~0ull;
   SAGEATTN_CUDA_CHECK(cudaMemcpyAsync(trace, init, sizeof(init), cudaMemcpyHostToDevice, stream));
 #endif
-  SAGEATTN_CUDA_CHECK(cudaLaunchKernelEx(&cfg, &kv_quant_cluster_kernel<kBf16, kDp>, p,
+  SAGEATTN_CUDA_CHECK(cudaLaunchKernelEx(&l.cfg, &kv_quant_cluster_kernel<kBf16, kDp>, p,
                                          static_cast<int>(cluster), aligned));
   SAGEATTN_CUDA_CHECK_LAUNCH();
 #if SAGEATTN_KV_QUANT_CLUSTER_TRACE

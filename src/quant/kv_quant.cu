@@ -76,7 +76,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <string_view>
 
 #include "common/check.h"
 #include "common/cuda_check.h"
@@ -1693,17 +1693,20 @@ void kv_quantize(const KvQuantParams& p, cudaStream_t stream) {
   // where it was measured at least level with the ticket kernel (bench/NOTES.md section 39: hd64
   // and hd128, fp8 and fp16 modes); not yet at padded head dim 256 (two CTAs per SM) nor where the
   // ticket kernel reads V once (early_v, compiled for hd128 and hd256), both unmeasured.
-  const char* unfit = p.path == KvQuantPath::kTickets ? "forced off" : cluster_unfit_any(p);
+  // SAGEATTN_KV_QUANT_CLUSTER (kAuto only): 1 wherever it fits, 0 never, else that policy. The
+  // device is asked whether the kernel fits only when it is wanted.
+  bool cluster = p.path == KvQuantPath::kCluster;
+  if (p.path == KvQuantPath::kAuto) {
+    const char* env = std::getenv("SAGEATTN_KV_QUANT_CLUSTER");
+    const std::string_view e = env != nullptr ? env : "";
+    cluster = e == "1" || (e != "0" && dp != 256 && !(early_v && dp >= 128));
+  }
+  const char* unfit = cluster ? cluster_unfit_any(p) : nullptr;
   SAGEATTN_CHECK_CODE(p.path != KvQuantPath::kCluster || unfit == nullptr,
                       ErrorCode::kUnsupported, "kv_quantize: the cluster kernel cannot take ",
                       p.batch * p.heads_kv, " heads of ", p.seqlen_k_padded,
                       " padded tokens at head dim ", dp, ": ", unfit);
-  const char* env = std::getenv("SAGEATTN_KV_QUANT_CLUSTER");
-  const bool env_off = env != nullptr && std::strcmp(env, "0") == 0;
-  const bool env_on = env != nullptr && std::strcmp(env, "1") == 0;  // wherever it fits
-  const bool auto_off = p.path == KvQuantPath::kAuto &&
-                        (env_off || (!env_on && (dp == 256 || (early_v && dp >= 128))));
-  if (unfit == nullptr && !auto_off) {
+  if (cluster && unfit == nullptr) {
     switch (dp) {
       case 64:
         return bf16 ? launch_cluster<true, 64>(p, aligned, stream)

@@ -15,6 +15,9 @@
 #      (not with CQ_LEAN=1);
 #   5. memcheck and racecheck (quick mode) of the four GPU test programs (sanitize_variant.sh), or
 #      of test_gpu_quant alone with CQ_LEAN=1.
+# CQ_ALT_SRC=FILE (a file in the tree, e.g. an ignored .probe/ file named in the call's carry) also
+# builds the CLI from a copy of the tree whose src/quant/kv_quant.cu is FILE (build in /tmp/cq_alt)
+# and times it (cluster kernel) beside the tree's own in step 3: an A/B of two kernel versions.
 # Logs under $OUT; summary lines as it goes.
 set -uo pipefail
 out="${OUT:-/tmp/cluster_quant_out}"; mkdir -p "$out"
@@ -27,6 +30,16 @@ if [ "${CQ_TRACE:-0}" = 1 ]; then
       "-DSAGEATTN_SM80_HEAD_DIMS=64;128" "-DCMAKE_CUDA_FLAGS=-DSAGEATTN_KV_QUANT_CLUSTER_TRACE=1" &&
     cmake --build build/cq_trace -j 6 --target sageattn_cli; } >"$out/build_trace.log" 2>&1 &
   trace_pid=$!
+fi
+if [ -n "${CQ_ALT_SRC:-}" ]; then
+  alt=/tmp/cq_alt; rm -rf "$alt"; mkdir -p "$alt"
+  tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C "$alt"
+  cp "$CQ_ALT_SRC" "$alt/src/quant/kv_quant.cu"
+  { cmake -S "$alt" -B "$alt/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
+      -DSAGEATTN_BUILD_TESTS=OFF -DSAGEATTN_BUILD_PYTHON=OFF -DSAGEATTN_BUILD_FUZZ=OFF \
+      "-DSAGEATTN_SM80_HEAD_DIMS=64;128" "-DCMAKE_CUDA_FLAGS=" &&
+    cmake --build "$alt/build" -j 6 --target sageattn_cli; } >"$out/build_alt.log" 2>&1 &
+  alt_pid=$!
 fi
 cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
   "-DCMAKE_CUDA_FLAGS=" "-DCMAKE_CXX_FLAGS=" >"$out/configure.log" 2>&1 &&
@@ -42,21 +55,37 @@ done
 grep -E "cluster kernel: " "$out/test_gpu_quant.log" | sed 's/.*cluster kernel: //' | sort | uniq -c | head -n 5
 echo "== tests $SECONDS s"
 echo "== path cos rel_l1 rmse max_abs e2e_ms e2e_TFLOPS kernel_ms kernel_TFLOPS quant_ms quant%"
-bench() {  # bench CLUSTER HD N MODES
-  SAGEATTN_KV_QUANT_CLUSTER=$1 timeout 60 "$b/tools/sageattn" bench --batch $((32768 / $3)) --heads 32 \
+bin=$b/tools/sageattn; tag=""
+if [ -n "${CQ_ALT_SRC:-}" ]; then
+  wait "$alt_pid" || tail -n 20 "$out/build_alt.log"
+  echo "== alt build $SECONDS s"
+fi
+bench() {  # bench CLUSTER HD N MODES (with $bin, lines tagged $tag)
+  SAGEATTN_KV_QUANT_CLUSTER=$1 timeout 60 "$bin" bench --batch $((32768 / $3)) --heads 32 \
     --seqlen "$3" --head-dim "$2" --modes "$4" --warmup 3 --iters 10 2>&1 | tee -a "$out/bench.log" |
-    grep -E "^(fp16|fp8) " | sed "s|^|$([ "$1" = 0 ] && echo tickets || echo cluster) hd$2 N=$3  |"
+    grep -E "^(fp16|fp8) " | sed "s|^|$([ "$1" = 0 ] && echo tickets || echo cluster)$tag hd$2 N=$3  |"
+}
+alt_bench() {  # the same with the CQ_ALT_SRC build, cluster kernel
+  [ -n "${CQ_ALT_SRC:-}" ] || return 0
+  bin=/tmp/cq_alt/build/tools/sageattn tag="-alt" bench 1 "$@"; bin=$b/tools/sageattn tag=""
 }
 if [ "$lean" = 1 ]; then
-  for n in 1024 4096; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; done
+  for rep in 1 2; do
+    for n in 1024 4096; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; alt_bench 128 "$n" fp8; done
+  done
   for c in 1 0; do bench "$c" 64 4096 fp8; bench "$c" 128 1024 fp16; done
+  alt_bench 64 4096 fp8
 else
   for rep in 1 2; do
-    for n in 1024 4096 16384; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; done
+    for n in 1024 4096 16384; do
+      for c in 1 0; do bench "$c" 128 "$n" fp8; done
+      [ "$n" = 16384 ] || alt_bench 128 "$n" fp8
+    done
   done
   for c in 1 0; do
     bench "$c" 64 4096 fp8; bench "$c" 128 1024 fp16; bench "$c" 128 4096 fp16; bench "$c" 256 1024 fp8
   done
+  alt_bench 64 4096 fp8; alt_bench 256 1024 fp8
 fi
 echo "== bench $SECONDS s"
 if [ "${CQ_TRACE:-0}" = 1 ]; then

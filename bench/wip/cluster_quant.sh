@@ -15,6 +15,8 @@
 #      (not with CQ_LEAN=1);
 #   5. memcheck and racecheck (quick mode) of the four GPU test programs (sanitize_variant.sh), or
 #      of test_gpu_quant alone with CQ_LEAN=1.
+# CQ_LEAN=2: as CQ_LEAN=1 but builds and runs test_gpu_quant alone (no attention / hardening
+# tests): the smallest call that can land a quantizer-only change (~200 s).
 # CQ_ALT_SRC=FILE (a file in the tree, e.g. an ignored .probe/ file named in the call's carry) also
 # builds the CLI from a copy of the tree whose src/quant/kv_quant.cu is FILE (build in /tmp/cq_alt)
 # and times it (cluster kernel) beside the tree's own in step 3: an A/B of two kernel versions.
@@ -42,12 +44,13 @@ if [ -n "${CQ_ALT_SRC:-}" ]; then
   alt_pid=$!
 fi
 cmake -S . -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAGEATTN_CUDA_ARCHS=90a-real \
-  "-DCMAKE_CUDA_FLAGS=" "-DCMAKE_CXX_FLAGS=" >"$out/configure.log" 2>&1 &&
-  cmake --build "$b" -j "$(nproc)" --target test_gpu_attention test_gpu_hardening test_gpu_numerics \
-    test_gpu_quant sageattn_cli >"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
+  "-DCMAKE_CUDA_FLAGS=" "-DCMAKE_CXX_FLAGS=" $([ "$lean" = 2 ] && echo "-DSAGEATTN_SM80_HEAD_DIMS=64;128") \
+  >"$out/configure.log" 2>&1 &&
+  cmake --build "$b" -j "$(nproc)" --target $([ "$lean" = 2 ] && echo test_gpu_quant ||
+    echo test_gpu_attention test_gpu_hardening test_gpu_numerics test_gpu_quant) sageattn_cli >"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log"; exit 1; }
 grep -E "spill stores" "$out/build.log" | grep -c kv_quant_cluster | sed 's/^/cluster kernels with spills: /'
 echo "== build $SECONDS s"
-for t in test_gpu_quant test_gpu_attention test_gpu_hardening; do
+for t in test_gpu_quant $([ "$lean" = 2 ] || echo test_gpu_attention test_gpu_hardening); do
   timeout 240 "$b/tests/$t" >"$out/$t.log" 2>&1
   echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED)' "$out/$t.log" | tr '\n' ' ')"
   grep -E "^\[  FAILED" "$out/$t.log" | head -n 20
@@ -69,7 +72,7 @@ alt_bench() {  # the same with the CQ_ALT_SRC build, cluster kernel
   [ -n "${CQ_ALT_SRC:-}" ] || return 0
   bin=/tmp/cq_alt/build/tools/sageattn tag="-alt" bench 1 "$@"; bin=$b/tools/sageattn tag=""
 }
-if [ "$lean" = 1 ]; then
+if [ "$lean" != 0 ]; then
   for rep in 1 2; do
     for n in 1024 4096; do for c in 1 0; do bench "$c" 128 "$n" fp8; done; alt_bench 128 "$n" fp8; done
   done
@@ -97,7 +100,7 @@ if [ "${CQ_TRACE:-0}" = 1 ]; then
     grep "cluster trace" "$out/trace_${hd}_$n.log" | tail -n 2  # (per tensor on wip/cluster-fold)
   done
 fi
-if [ "$lean" != 1 ]; then
+if [ "$lean" = 0 ]; then
   for c in 1 0; do
     SAGEATTN_KV_QUANT_CLUSTER=$c timeout 120 ncu --clock-control none -k regex:kv_quant -c 2 \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_bytes.sum,sm__warps_active.avg.pct_of_peak_sustained_active \

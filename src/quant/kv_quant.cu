@@ -1472,9 +1472,11 @@ void launch(const KvQuantParams& p, bool aligned, bool early_v, cudaStream_t str
       occupancy,
       env_positive("SAGEATTN_KV_QUANT_CTAS_PER_SM", S::kCtasPerSm));
 
+  const int64_t grid_sms = std::min<int64_t>(sms, env_positive("SAGEATTN_KV_QUANT_SMS", sms));
+
   const int64_t heads = p.batch * p.heads_kv, blocks = p.seqlen_k_padded / kBlock;
   const int64_t items = heads * blocks;
-  const int64_t grid = std::min(per_sm * sms, 2 * items);
+  const int64_t grid = std::min(per_sm * grid_sms, 2 * items);
   // Tickets run to 2 * items + S::kBuffers * grid - 1 (kBuffers fetches past the end per CTA).
   SAGEATTN_CHECK_CODE(2 * items + S::kBuffers * grid <= int64_t(UINT32_MAX), ErrorCode::kUnsupported,
                       "kv_quantize: ", heads, " heads x ", blocks,

@@ -38,6 +38,10 @@
 // Tuning overrides (environment, read by kv_quantize; unset in normal use, for device sweeps):
 //   SAGEATTN_KV_QUANT_CTAS_PER_SM  resident CTAs per SM (default, capped by occupancy: hd64 5
 //                                  with two tile buffers each, hd128 4, hd256 2)
+//   SAGEATTN_KV_QUANT_SMS          the ticket kernel's grid sized for at most this many SMs
+//                                  (default: all): times the quantizer on part of the GPU, for the
+//                                  overlap design of bench/NOTES.md section 40 (with CTAS_PER_SM=1,
+//                                  one CTA on each of that many SMs)
 //   SAGEATTN_KV_QUANT_LEAD_SLACK   stats items handed out ahead of the quantize items beyond one
 //                                  head's blocks (default: 3/4 grid, 3/2 grid with two tile
 //                                  buffers, + blocks x max(4, blocks / 4), blocks per head)

@@ -17,6 +17,9 @@
 #      of test_gpu_quant alone with CQ_LEAN=1.
 # CQ_LEAN=2: as CQ_LEAN=1 but builds and runs test_gpu_quant alone (no attention / hardening
 # tests): the smallest call that can land a quantizer-only change (~200 s).
+# CQ_SMS="16 32 64": after step 3, the ticket kernel sized for k SMs with one CTA per SM
+# (SAGEATTN_KV_QUANT_SMS=k SAGEATTN_KV_QUANT_CTAS_PER_SM=1), hd128 fp8 1K / 4K: quant_sms.sh's
+# figure from the same build, so that one call serves both (NOTES section 40).
 # CQ_ALT_SRC=FILE (a file in the tree, e.g. an ignored .probe/ file named in the call's carry) also
 # builds the CLI from a copy of the tree whose src/quant/kv_quant.cu is FILE (build in /tmp/cq_alt)
 # and times it (cluster kernel) beside the tree's own in step 3: an A/B of two kernel versions.
@@ -90,6 +93,11 @@ else
   done
   alt_bench 64 4096 fp8; alt_bench 256 1024 fp8
 fi
+for k in ${CQ_SMS:-}; do
+  for n in 1024 4096; do
+    SAGEATTN_KV_QUANT_SMS=$k SAGEATTN_KV_QUANT_CTAS_PER_SM=1 bench 0 128 "$n" fp8 | sed "s|^tickets|tickets-sms$k|"
+  done
+done
 echo "== bench $SECONDS s"
 if [ "${CQ_TRACE:-0}" = 1 ]; then
   wait "$trace_pid" || tail -n 20 "$out/build_trace.log"
